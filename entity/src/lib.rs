@@ -1,0 +1,14 @@
+//! sea-orm entities: one file per table, hand-written, no logic.
+//!
+//! Ids are `Uuid` and times `DateTimeUtc` so that one entity serves SQLite and PostgreSQL.
+pub mod agent;
+pub mod api_key;
+pub mod department;
+pub mod organization;
+pub mod role;
+pub mod space;
+pub mod space_label;
+pub mod space_tag;
+pub mod user;
+pub mod user_department;
+pub mod user_role;

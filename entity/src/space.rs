@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+/// `owner_kind` is `USER` or `AGENT`; `access_mode` is `PRIVATE`, `ORGANIZATION` or `PUBLIC`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "spaces")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_kind: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub access_mode: String,
+    pub embedder: String,
+    pub chunk_size: i32,
+    pub chunk_overlap: i32,
+    pub last_activity_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

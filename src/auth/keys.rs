@@ -1,0 +1,179 @@
+//! API keys: generation, hashing and lookup. Keys are random 256-bit secrets, so a plain SHA-256
+//! (not a slow password hash) is the right digest: it cannot be brute-forced and lookups stay O(1).
+use axum::http::HeaderMap;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Principal, PrincipalKind};
+use crate::error::{AppError, AppResult};
+use entity::{agent, api_key, user, user_department, user_role};
+
+/// Prefix of every generated API key, so leaked keys are easy to recognise in scanners.
+pub const API_KEY_PREFIX: &str = "msk_";
+
+pub struct NewKey {
+    pub secret: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+pub fn generate() -> NewKey {
+    let body: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    from_secret(format!("{API_KEY_PREFIX}{body}"))
+}
+
+/// Wraps a caller-chosen secret (such as `MEMSPACE_ADMIN_KEY`).
+pub fn from_secret(secret: String) -> NewKey {
+    let prefix: String = secret.chars().take(12).collect();
+    let hash = hash(&secret);
+    NewKey {
+        secret,
+        prefix,
+        hash,
+    }
+}
+
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The rule for operator-chosen keys: 16–256 characters, none of them whitespace.
+pub fn validate_chosen_key(secret: &str) -> Result<(), String> {
+    let len = secret.chars().count();
+    if !(16..=256).contains(&len) {
+        return Err(format!("must be 16–256 characters long (got {len})"));
+    }
+    if secret.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace".into());
+    }
+    Ok(())
+}
+
+/// The credential of a request: `Authorization: Bearer K`, `Authorization: Token K` or `X-API-Key: K`.
+pub fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(char::is_whitespace)?;
+        let rest = rest.trim();
+        if (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+            && !rest.is_empty()
+        {
+            return Some(rest);
+        }
+        return None;
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Resolves a secret to the principal it belongs to; unknown or revoked → UNAUTHENTICATED.
+pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<Principal> {
+    let key = api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(hash(secret)))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    match (key.user_id, key.agent_id) {
+        (Some(user_id), _) => {
+            let user = user::Entity::find_by_id(user_id)
+                .one(db)
+                .await?
+                .ok_or(AppError::Unauthenticated)?;
+            let role_ids = user_role::Entity::find()
+                .select_only()
+                .column(user_role::Column::RoleId)
+                .filter(user_role::Column::UserId.eq(user.id))
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+            let department_ids = user_department::Entity::find()
+                .select_only()
+                .column(user_department::Column::DepartmentId)
+                .filter(user_department::Column::UserId.eq(user.id))
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+            Ok(Principal {
+                kind: PrincipalKind::User,
+                id: user.id,
+                organization_id: user.organization_id,
+                is_admin: user.is_admin,
+                role_ids,
+                department_ids,
+                api_key_id: key.id,
+            })
+        }
+        (None, Some(agent_id)) => {
+            let agent = agent::Entity::find_by_id(agent_id)
+                .one(db)
+                .await?
+                .ok_or(AppError::Unauthenticated)?;
+            Ok(Principal {
+                kind: PrincipalKind::Agent,
+                id: agent.id,
+                organization_id: agent.organization_id,
+                is_admin: false,
+                role_ids: Vec::new(),
+                department_ids: Vec::new(),
+                api_key_id: key.id,
+            })
+        }
+        (None, None) => Err(AppError::Unauthenticated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn generated_keys_are_prefixed_and_hash_deterministically() {
+        let k = generate();
+        assert!(k.secret.starts_with(API_KEY_PREFIX));
+        assert_eq!(k.secret.len(), 47);
+        assert_eq!(k.hash, hash(&k.secret));
+        assert_ne!(generate().secret, k.secret);
+        assert!(k.secret.starts_with(&k.prefix));
+    }
+
+    #[test]
+    fn all_three_header_forms_are_read() {
+        for (name, value) in [
+            ("authorization", "Bearer abc"),
+            ("authorization", "bearer  abc "),
+            ("authorization", "Token abc"),
+            ("x-api-key", "abc"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(credential(&h), Some("abc"), "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(credential(&h), None);
+        assert_eq!(credential(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn chosen_keys_must_be_long_and_without_whitespace() {
+        assert!(validate_chosen_key("0123456789abcdef").is_ok());
+        assert!(validate_chosen_key("short").is_err());
+        assert!(validate_chosen_key("0123456789 abcdef").is_err());
+        assert!(validate_chosen_key(&"x".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Memspace: a GraphQL server for shared memory spaces.
+//!
+//! [`build`] turns a [`Config`] into a ready [`App`] (database open and migrated, first-start
+//! bootstrap done, router built); `main.rs` and the tests both use it.
+pub mod access;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod error;
+pub mod pagination;
+pub mod schema;
+pub mod search;
+pub mod server;
+pub mod spaces;
+pub mod validate;
+
+use anyhow::Context as _;
+use axum::Router;
+use chrono::{DateTime, SubsecRound, Utc};
+
+pub use config::Config;
+use db::Db;
+
+/// A built application, ready to serve.
+pub struct App {
+    pub router: Router,
+    pub db: Db,
+    /// The admin key generated on first start, to be shown once (None when the database was
+    /// already set up or the operator chose the key).
+    pub generated_admin_key: Option<String>,
+}
+
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let db = Db::connect(&config.database_url, config.db_pool_size).await?;
+    db.migrate().await?;
+    let generated_admin_key =
+        directory::service::bootstrap(&db.write, config.admin_key.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message()))
+            .context("first-start bootstrap")?;
+    let schema = schema::build(Some(db.clone()));
+    let state = server::AppState {
+        schema,
+        db: db.clone(),
+    };
+    Ok(App {
+        router: server::router(state, config.max_body_bytes),
+        db,
+        generated_admin_key,
+    })
+}
+
+/// The current time at the precision both databases keep (microseconds), so a value read back
+/// equals the value written — cursors depend on it.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,100 @@
+use clap::{Parser, Subcommand};
+use memspace::config::{DatabaseArgs, ServeArgs};
+use memspace::{db::Db, directory::service, Config};
+use tracing_subscriber::EnvFilter;
+
+/// Memspace: a GraphQL server for shared memory spaces.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print the GraphQL schema (SDL) on stdout.
+    ExportSchema,
+    /// Administration from the shell (works while a server runs on the same database).
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Create an organization with an admin user; prints its admin API key.
+    CreateOrg {
+        #[arg(long)]
+        handle: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Create a fresh admin API key for an organization; prints it.
+    CreateKey {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("MEMSPACE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => Db::connect(&args.database_url, 1).await?.migrate().await,
+        Command::ExportSchema => {
+            print!("{}", memspace::schema::sdl());
+            Ok(())
+        }
+        Command::Admin(admin) => {
+            let key = match admin {
+                Admin::CreateOrg { handle, name, db } => {
+                    let db = open(&db).await?;
+                    service::create_organization(&db.write, &handle, &name).await
+                }
+                Admin::CreateKey { org, db } => {
+                    let db = open(&db).await?;
+                    service::create_admin_key(&db.write, &org).await
+                }
+            }
+            .map_err(|e| anyhow::anyhow!(e.message()))?;
+            eprintln!("organization: {}", key.organization.handle);
+            eprintln!("admin api key: {}", key.secret);
+            Ok(())
+        }
+    }
+}
+
+async fn open(args: &DatabaseArgs) -> anyhow::Result<Db> {
+    let db = Db::connect(&args.database_url, 1).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let app = memspace::build(&Config::from(&args)).await?;
+    if let Some(key) = &app.generated_admin_key {
+        eprintln!("admin api key: {key}");
+        eprintln!("(shown once: store it now; `memspace admin create-key --org default` makes another)");
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    tracing::info!("listening on http://{}/graphql", listener.local_addr()?);
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(memspace::server::shutdown_signal())
+        .await?;
+    app.db.write.close_by_ref().await.ok();
+    Ok(())
+}

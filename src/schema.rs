@@ -1,0 +1,103 @@
+//! The GraphQL schema: each slice's Query/Mutation parts merged, per-request context, SDL export.
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::db::Db;
+use crate::directory::graphql::{DirectoryMutation, DirectoryQuery};
+use crate::directory::loaders::{
+    AgentLoader, OrganizationLoader, UserDepartmentsLoader, UserLoader, UserRolesLoader,
+};
+use crate::error::AppError;
+use crate::spaces::graphql::{SpaceMutation, SpaceQuery};
+use crate::spaces::loaders::{SpaceLabelsLoader, SpaceTagsLoader};
+
+#[derive(MergedObject, Default)]
+pub struct Query(DirectoryQuery, SpaceQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(DirectoryMutation, SpaceMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema. `db` is `None` for SDL export, which needs no data.
+pub fn build(db: Option<Db>) -> AppSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+    if let Some(db) = db {
+        builder = builder.data(db);
+    }
+    builder.finish()
+}
+
+/// The SDL that `memspace export-schema` prints and `schema.graphql` holds.
+pub fn sdl() -> String {
+    build(None).sdl()
+}
+
+/// Per-request DataLoaders (never shared between requests: their caches are per caller).
+pub struct Loaders {
+    pub organizations: DataLoader<OrganizationLoader>,
+    pub users: DataLoader<UserLoader>,
+    pub agents: DataLoader<AgentLoader>,
+    pub user_roles: DataLoader<UserRolesLoader>,
+    pub user_departments: DataLoader<UserDepartmentsLoader>,
+    pub space_labels: DataLoader<SpaceLabelsLoader>,
+    pub space_tags: DataLoader<SpaceTagsLoader>,
+}
+
+impl Loaders {
+    pub fn new(db: &DatabaseConnection) -> Self {
+        let c = || db.clone();
+        Loaders {
+            organizations: DataLoader::new(OrganizationLoader(c()), tokio::spawn),
+            users: DataLoader::new(UserLoader(c()), tokio::spawn),
+            agents: DataLoader::new(AgentLoader(c()), tokio::spawn),
+            user_roles: DataLoader::new(UserRolesLoader(c()), tokio::spawn),
+            user_departments: DataLoader::new(UserDepartmentsLoader(c()), tokio::spawn),
+            space_labels: DataLoader::new(SpaceLabelsLoader(c()), tokio::spawn),
+            space_tags: DataLoader::new(SpaceTagsLoader(c()), tokio::spawn),
+        }
+    }
+}
+
+/// Context accessors for resolvers.
+pub trait Ctx {
+    fn db(&self) -> &Db;
+    fn principal(&self) -> Result<&Principal, AppError>;
+    fn loaders(&self) -> Result<&Loaders, AppError>;
+}
+
+impl Ctx for Context<'_> {
+    fn db(&self) -> &Db {
+        // Present in every executing schema: only the data-free SDL builder lacks it, and it
+        // never executes.
+        self.data_unchecked::<Db>()
+    }
+
+    fn principal(&self) -> Result<&Principal, AppError> {
+        self.data_opt::<Principal>()
+            .ok_or(AppError::Unauthenticated)
+    }
+
+    fn loaders(&self) -> Result<&Loaders, AppError> {
+        self.data_opt::<Loaders>()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request has no loaders")))
+    }
+}
+
+/// Parses an id argument that names a resource; one that is not a UUID names nothing: NOT_FOUND.
+pub fn resource_id(resource: &'static str, id: &ID) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found(resource, id.as_str()))
+}
+
+/// Parses an id inside an input; malformed → VALIDATION_ERROR on `field`.
+pub fn input_id(field: &str, id: &ID) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::validation(field, "is not a valid ID"))
+}
+
+/// Loader errors are `Arc<DbErr>`; they are internal.
+pub fn loader_err(err: std::sync::Arc<sea_orm::DbErr>) -> AppError {
+    AppError::Internal(anyhow::anyhow!("{err}"))
+}

@@ -1,0 +1,439 @@
+//! GraphQL types and resolvers of spaces.
+use async_graphql::{
+    ComplexObject, Context, Enum, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+
+use super::service::{self, Chunking, ListFilter, ListQuery, NewSpace, OrderField, SpacePatch};
+use super::AccessMode;
+use crate::access::Permission;
+use crate::auth::PrincipalKind;
+use crate::directory::graphql::{load_organization, load_principal, Organization, PrincipalObject};
+use crate::error::AppError;
+use crate::pagination::PageInfo;
+use crate::schema::{input_id, loader_err, resource_id, Ctx};
+use crate::search::embedder::{self, EmbedderKind};
+use entity::space;
+
+/// A container of memories with an owner, labels, tags, an access mode and an embedder.
+pub struct Space {
+    pub model: space::Model,
+    pub permission: Permission,
+}
+
+/// A `key=value` label on a space.
+#[derive(SimpleObject, Clone)]
+pub struct Label {
+    key: String,
+    value: String,
+}
+
+/// The embedder that turns a space's memories into vectors.
+#[derive(SimpleObject)]
+pub struct EmbedderInfo {
+    name: String,
+    /// Length of the vectors.
+    dimension: i32,
+    kind: EmbedderKind,
+}
+
+/// How memories are cut into chunks before embedding; sizes are in characters.
+#[derive(SimpleObject)]
+pub struct ChunkingConfig {
+    chunk_size: i32,
+    chunk_overlap: i32,
+}
+
+#[Object]
+impl Space {
+    async fn id(&self) -> ID {
+        ID(self.model.id.to_string())
+    }
+    /// 1–255 characters, unique among the owner's live spaces.
+    async fn name(&self) -> &str {
+        &self.model.name
+    }
+    /// Up to 500 characters.
+    async fn description(&self) -> Option<&str> {
+        self.model.description.as_deref()
+    }
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        load_organization(ctx, self.model.organization_id).await
+    }
+    /// The user or agent that owns the space.
+    async fn owner(&self, ctx: &Context<'_>) -> Result<PrincipalObject> {
+        let kind = PrincipalKind::parse(&self.model.owner_kind).unwrap_or(PrincipalKind::User);
+        load_principal(ctx, kind, self.model.owner_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("owner", self.model.owner_id).into())
+    }
+    /// Labels, ordered by key.
+    async fn labels(&self, ctx: &Context<'_>) -> Result<Vec<Label>> {
+        let labels = ctx
+            .loaders()?
+            .space_labels
+            .load_one(self.model.id)
+            .await
+            .map_err(loader_err)?;
+        Ok(labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| Label { key, value })
+            .collect())
+    }
+    /// Tags, in alphabetical order.
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(ctx
+            .loaders()?
+            .space_tags
+            .load_one(self.model.id)
+            .await
+            .map_err(loader_err)?
+            .unwrap_or_default())
+    }
+    async fn access_mode(&self) -> AccessMode {
+        AccessMode::parse(&self.model.access_mode)
+    }
+    async fn embedder(&self) -> EmbedderInfo {
+        match embedder::find(&self.model.embedder) {
+            Some(spec) => EmbedderInfo {
+                name: spec.name.to_string(),
+                dimension: spec.dimension as i32,
+                kind: spec.kind,
+            },
+            // An embedder this build does not know (configured elsewhere): report it by name.
+            None => EmbedderInfo {
+                name: self.model.embedder.clone(),
+                dimension: 0,
+                kind: EmbedderKind::Remote,
+            },
+        }
+    }
+    async fn chunking(&self) -> ChunkingConfig {
+        ChunkingConfig {
+            chunk_size: self.model.chunk_size,
+            chunk_overlap: self.model.chunk_overlap,
+        }
+    }
+    /// The caller's permission on this space.
+    async fn viewer_permission(&self) -> Permission {
+        self.permission
+    }
+    /// When a memory was last written or searched in this space.
+    async fn last_activity_at(&self) -> Option<DateTime<Utc>> {
+        self.model.last_activity_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.model.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.model.updated_at
+    }
+    /// Set while the space is soft-deleted; `restoreSpace` clears it.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.model.deleted_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct SpaceEdge {
+    cursor: String,
+    node: Space,
+}
+
+/// A page of spaces.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SpaceConnection {
+    edges: Vec<SpaceEdge>,
+    page_info: PageInfo,
+    #[graphql(skip)]
+    condition: Condition,
+}
+
+#[ComplexObject]
+impl SpaceConnection {
+    /// Number of spaces matching the filter that the caller can see (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
+    }
+}
+
+#[derive(InputObject, Clone)]
+pub struct LabelInput {
+    /// 1–63 characters.
+    key: String,
+    /// Up to 255 characters.
+    value: String,
+}
+
+#[derive(InputObject, Clone, Copy)]
+pub struct ChunkingInput {
+    /// Characters per chunk, 50–8000.
+    chunk_size: i32,
+    /// Characters shared by neighbouring chunks, 0 ≤ overlap < chunkSize.
+    #[graphql(default)]
+    chunk_overlap: i32,
+}
+
+impl From<ChunkingInput> for Chunking {
+    fn from(c: ChunkingInput) -> Self {
+        Chunking {
+            size: c.chunk_size,
+            overlap: c.chunk_overlap,
+        }
+    }
+}
+
+fn label_pairs(labels: Vec<LabelInput>) -> Vec<(String, String)> {
+    labels.into_iter().map(|l| (l.key, l.value)).collect()
+}
+
+#[derive(InputObject)]
+pub struct CreateSpaceInput {
+    /// 1–255 characters after trimming; unique among the owner's live spaces (case-sensitive).
+    name: String,
+    /// Up to 500 characters.
+    description: Option<String>,
+    /// Up to 64 labels with distinct keys.
+    #[graphql(default)]
+    labels: Vec<LabelInput>,
+    /// Up to 50 tags of 1–64 characters.
+    #[graphql(default)]
+    tags: Vec<String>,
+    #[graphql(default)]
+    access_mode: AccessMode,
+    /// Owner (a user or agent of the organization); only org admins may name someone else.
+    owner_id: Option<ID>,
+    /// Embedder name; defaults to the server's default (`builtin-hash-384`).
+    embedder: Option<String>,
+    /// Defaults to 800 / 100 characters.
+    chunking: Option<ChunkingInput>,
+}
+
+/// Changes to a space; an omitted field is left unchanged.
+#[derive(InputObject)]
+pub struct UpdateSpaceInput {
+    name: Option<String>,
+    /// `null` clears the description.
+    description: MaybeUndefined<String>,
+    /// Replaces all labels.
+    labels: Option<Vec<LabelInput>>,
+    /// Replaces all tags.
+    tags: Option<Vec<String>>,
+    access_mode: Option<AccessMode>,
+    /// Immutable: accepted only when equal to the current owner.
+    owner_id: Option<ID>,
+    /// Immutable: accepted only when equal to the current embedder.
+    embedder: Option<String>,
+    /// Immutable: accepted only when equal to the current chunking.
+    chunking: Option<ChunkingInput>,
+}
+
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+pub enum TagsMatch {
+    /// A space matches when it has at least one of the tags.
+    #[default]
+    Any,
+    /// A space matches when it has every tag.
+    All,
+}
+
+#[derive(InputObject, Default)]
+pub struct SpaceFilter {
+    /// Glob on the name: `*` any run of characters, `?` one character; case-sensitive.
+    name: Option<String>,
+    /// Only spaces of this owner (others than yourself: org admins only).
+    owner_id: Option<ID>,
+    /// Every label must match.
+    labels: Option<Vec<LabelInput>>,
+    tags: Option<Vec<String>>,
+    #[graphql(default)]
+    tags_match: TagsMatch,
+    /// Include soft-deleted spaces.
+    #[graphql(default)]
+    include_deleted: bool,
+}
+
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+pub enum SpaceOrderField {
+    #[default]
+    CreatedAt,
+    Name,
+}
+
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+pub enum OrderDirection {
+    Asc,
+    #[default]
+    Desc,
+}
+
+#[derive(InputObject)]
+pub struct SpaceOrder {
+    #[graphql(default)]
+    field: SpaceOrderField,
+    #[graphql(default)]
+    direction: OrderDirection,
+}
+
+#[derive(Default)]
+pub struct SpaceQuery;
+
+#[Object]
+impl SpaceQuery {
+    /// One space; NOT_FOUND when it does not exist or the caller cannot see it.
+    async fn space(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Space>> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let (model, permission) = service::get(&ctx.db().read, p, id).await?;
+        Ok(Some(Space { model, permission }))
+    }
+
+    /// The spaces the caller can see, as a Relay connection (default newest first).
+    async fn spaces(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        filter: Option<SpaceFilter>,
+        order_by: Option<SpaceOrder>,
+    ) -> Result<SpaceConnection> {
+        let p = ctx.principal()?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.unwrap_or(SpaceOrder {
+            field: SpaceOrderField::CreatedAt,
+            direction: OrderDirection::Desc,
+        });
+        let order_field = match order.field {
+            SpaceOrderField::CreatedAt => OrderField::CreatedAt,
+            SpaceOrderField::Name => OrderField::Name,
+        };
+        let query = ListQuery {
+            first,
+            after,
+            filter: ListFilter {
+                name_glob: filter.name,
+                owner_id: filter
+                    .owner_id
+                    .map(|id| input_id("filter.ownerId", &id))
+                    .transpose()?,
+                labels: label_pairs(filter.labels.unwrap_or_default()),
+                tags: filter.tags.unwrap_or_default(),
+                tags_match_all: filter.tags_match == TagsMatch::All,
+                include_deleted: filter.include_deleted,
+            },
+            order: order_field,
+            descending: order.direction == OrderDirection::Desc,
+        };
+        let result = service::list(&ctx.db().read, p, query).await?;
+        let page = result.page;
+        let edges: Vec<SpaceEdge> = page
+            .items
+            .into_iter()
+            .map(|model| SpaceEdge {
+                cursor: service::cursor_of(&model, order_field),
+                node: with_permission(p, model),
+            })
+            .collect();
+        Ok(SpaceConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                has_previous_page: page.has_previous_page,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            condition: result.condition,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct SpaceMutation;
+
+#[Object]
+impl SpaceMutation {
+    /// Creates a space owned by the caller (or, for org admins, by `ownerId`).
+    async fn create_space(&self, ctx: &Context<'_>, input: CreateSpaceInput) -> Result<Space> {
+        let p = ctx.principal()?;
+        let new = NewSpace {
+            name: input.name,
+            description: input.description,
+            labels: label_pairs(input.labels),
+            tags: input.tags,
+            access_mode: input.access_mode,
+            owner_id: input
+                .owner_id
+                .map(|id| input_id("ownerId", &id))
+                .transpose()?,
+            embedder: input.embedder,
+            chunking: input.chunking.map(Into::into),
+        };
+        let model = service::create(&ctx.db().write, p, new).await?;
+        Ok(Space {
+            model,
+            permission: Permission::Owner,
+        })
+    }
+
+    /// Changes a space (OWNER permission). Owner, embedder and chunking are immutable.
+    async fn update_space(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateSpaceInput,
+    ) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let patch = SpacePatch {
+            name: input.name,
+            description: match input.description {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(d) => Some(Some(d)),
+            },
+            labels: input.labels.map(label_pairs),
+            tags: input.tags,
+            access_mode: input.access_mode,
+            owner_id: input
+                .owner_id
+                .map(|id| input_id("ownerId", &id))
+                .transpose()?,
+            embedder: input.embedder,
+            chunking: input.chunking.map(Into::into),
+        };
+        let model = service::update(&ctx.db().write, p, id, patch).await?;
+        Ok(with_permission(p, model))
+    }
+
+    /// Soft-deletes a space (OWNER permission): hidden from lists, memories kept.
+    async fn delete_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let model = service::delete(&ctx.db().write, p, id).await?;
+        Ok(with_permission(p, model))
+    }
+
+    /// Undoes `deleteSpace` (OWNER permission).
+    async fn restore_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let model = service::restore(&ctx.db().write, p, id).await?;
+        Ok(with_permission(p, model))
+    }
+
+    /// Deletes a space and everything in it, permanently (OWNER permission). Returns its id.
+    async fn purge_space(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let id = service::purge(&ctx.db().write, p, id).await?;
+        Ok(ID(id.to_string()))
+    }
+}
+
+fn with_permission(p: &crate::auth::Principal, model: space::Model) -> Space {
+    let permission = crate::access::permission(p, &model);
+    Space { model, permission }
+}

@@ -1,0 +1,718 @@
+//! The space domain: validation, access checks (through `access.rs`), transactions.
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::sea_query::extension::sqlite::SqliteExpr;
+use sea_orm::sea_query::{Condition, Expr, LikeExpr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, ModelTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::AccessMode;
+use crate::access::{self, Permission};
+use crate::auth::{Principal, PrincipalKind};
+use crate::error::{AppError, AppResult};
+use crate::pagination::{page_size, Cursor, Page};
+use crate::search::embedder;
+use crate::{now, validate};
+use entity::{agent, space, space_label, space_tag, user};
+
+pub const MAX_LABELS: usize = 64;
+pub const MAX_TAGS: usize = 50;
+pub const DEFAULT_CHUNK_SIZE: i32 = 800;
+pub const DEFAULT_CHUNK_OVERLAP: i32 = 100;
+pub const MIN_CHUNK_SIZE: i32 = 50;
+pub const MAX_CHUNK_SIZE: i32 = 8000;
+
+/// How memories of a space are cut into chunks before embedding (sizes in characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunking {
+    pub size: i32,
+    pub overlap: i32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NewSpace {
+    pub name: String,
+    pub description: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub access_mode: AccessMode,
+    pub owner_id: Option<Uuid>,
+    pub embedder: Option<String>,
+    pub chunking: Option<Chunking>,
+}
+
+/// A change to a space; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SpacePatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub labels: Option<Vec<(String, String)>>,
+    pub tags: Option<Vec<String>>,
+    pub access_mode: Option<AccessMode>,
+    /// Immutable: accepted only when equal to the current value.
+    pub owner_id: Option<Uuid>,
+    pub embedder: Option<String>,
+    pub chunking: Option<Chunking>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OrderField {
+    #[default]
+    CreatedAt,
+    Name,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub name_glob: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub labels: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub tags_match_all: bool,
+    pub include_deleted: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub filter: ListFilter,
+    pub order: OrderField,
+    pub descending: bool,
+}
+
+/// A page of spaces plus the condition that selected them (for `totalCount`).
+pub struct SpacePage {
+    pub page: Page<space::Model>,
+    pub condition: Condition,
+}
+
+fn name(field: &str, value: &str) -> AppResult<String> {
+    validate::text(field, value, 1, 255)
+}
+
+fn description(value: Option<String>) -> AppResult<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(d) => {
+            let len = d.chars().count();
+            if len > 500 {
+                return Err(AppError::validation(
+                    "description",
+                    format!("must be at most 500 characters (got {len})"),
+                ));
+            }
+            Ok(Some(d))
+        }
+    }
+}
+
+fn labels(field: &str, labels: Vec<(String, String)>) -> AppResult<Vec<(String, String)>> {
+    if labels.len() > MAX_LABELS {
+        return Err(AppError::validation(
+            field,
+            format!("at most {MAX_LABELS} labels (got {})", labels.len()),
+        ));
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(labels.len());
+    for (i, (k, v)) in labels.into_iter().enumerate() {
+        let key = validate::text(&format!("{field}[{i}].key"), &k, 1, 63)?;
+        let value = validate::text(&format!("{field}[{i}].value"), &v, 0, 255)?;
+        if out.iter().any(|(existing, _)| *existing == key) {
+            return Err(AppError::validation(
+                format!("{field}[{i}].key"),
+                format!("duplicate label key {key:?}"),
+            ));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn tags(field: &str, tags: Vec<String>) -> AppResult<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(AppError::validation(
+            field,
+            format!("at most {MAX_TAGS} tags (got {})", tags.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, t) in tags.into_iter().enumerate() {
+        let tag = validate::text(&format!("{field}[{i}]"), &t, 1, 64)?;
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
+}
+
+fn chunking(c: Chunking) -> AppResult<Chunking> {
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&c.size) {
+        return Err(AppError::validation(
+            "chunking.chunkSize",
+            format!("must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"),
+        ));
+    }
+    if c.overlap < 0 || c.overlap >= c.size {
+        return Err(AppError::validation(
+            "chunking.chunkOverlap",
+            "must be at least 0 and smaller than chunkSize",
+        ));
+    }
+    Ok(c)
+}
+
+fn embedder_name(name: Option<String>) -> AppResult<String> {
+    let name = name.map(|n| n.trim().to_string());
+    match name {
+        None => Ok(embedder::DEFAULT_EMBEDDER.to_string()),
+        Some(n) => match embedder::find(&n) {
+            Some(spec) => Ok(spec.name.to_string()),
+            None => {
+                let names: Vec<&str> = embedder::available().iter().map(|e| e.name).collect();
+                Err(AppError::validation(
+                    "embedder",
+                    format!("unknown embedder {n:?}; available: {}", names.join(", ")),
+                ))
+            }
+        },
+    }
+}
+
+/// Resolves the owner of a new space: the caller, or (org admins only) a user or agent of the org.
+async fn owner(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    owner_id: Option<Uuid>,
+) -> AppResult<(Uuid, PrincipalKind)> {
+    let Some(id) = owner_id.filter(|id| *id != principal.id) else {
+        return Ok((principal.id, principal.kind));
+    };
+    if !principal.is_admin {
+        return Err(AppError::forbidden(
+            "only organization admins may create spaces for another owner",
+        ));
+    }
+    let org = principal.organization_id;
+    if user::Entity::find_by_id(id)
+        .filter(user::Column::OrganizationId.eq(org))
+        .count(db)
+        .await?
+        > 0
+    {
+        return Ok((id, PrincipalKind::User));
+    }
+    if agent::Entity::find_by_id(id)
+        .filter(agent::Column::OrganizationId.eq(org))
+        .count(db)
+        .await?
+        > 0
+    {
+        return Ok((id, PrincipalKind::Agent));
+    }
+    Err(AppError::validation(
+        "ownerId",
+        format!("no user or agent {id} in this organization"),
+    ))
+}
+
+fn duplicate_name(name: &str) -> String {
+    format!("a space named {name:?} already exists for this owner")
+}
+
+pub async fn create<C>(db: &C, principal: &Principal, input: NewSpace) -> AppResult<space::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let name = name("name", &input.name)?;
+    let description = description(input.description)?;
+    let labels = labels("labels", input.labels)?;
+    let tags = tags("tags", input.tags)?;
+    let chunking = chunking(input.chunking.unwrap_or(Chunking {
+        size: DEFAULT_CHUNK_SIZE,
+        overlap: DEFAULT_CHUNK_OVERLAP,
+    }))?;
+    let embedder = embedder_name(input.embedder)?;
+
+    let txn = db.begin().await?;
+    let (owner_id, owner_kind) = owner(&txn, principal, input.owner_id).await?;
+    let at = now();
+    let model = space::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(principal.organization_id),
+        owner_id: Set(owner_id),
+        owner_kind: Set(owner_kind.as_str().to_string()),
+        name: Set(name.clone()),
+        description: Set(description),
+        access_mode: Set(input.access_mode.as_str().to_string()),
+        embedder: Set(embedder),
+        chunk_size: Set(chunking.size),
+        chunk_overlap: Set(chunking.overlap),
+        last_activity_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        deleted_at: Set(None),
+    }
+    .insert(&txn)
+    .await
+    .map_err(AppError::unique(duplicate_name(&name)))?;
+    replace_labels(&txn, model.id, &labels).await?;
+    replace_tags(&txn, model.id, &tags).await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+async fn replace_labels(
+    db: &impl ConnectionTrait,
+    space_id: Uuid,
+    labels: &[(String, String)],
+) -> AppResult<()> {
+    space_label::Entity::delete_many()
+        .filter(space_label::Column::SpaceId.eq(space_id))
+        .exec(db)
+        .await?;
+    if !labels.is_empty() {
+        space_label::Entity::insert_many(labels.iter().map(|(k, v)| space_label::ActiveModel {
+            space_id: Set(space_id),
+            key: Set(k.clone()),
+            value: Set(v.clone()),
+        }))
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn replace_tags(db: &impl ConnectionTrait, space_id: Uuid, tags: &[String]) -> AppResult<()> {
+    space_tag::Entity::delete_many()
+        .filter(space_tag::Column::SpaceId.eq(space_id))
+        .exec(db)
+        .await?;
+    if !tags.is_empty() {
+        space_tag::Entity::insert_many(tags.iter().map(|t| space_tag::ActiveModel {
+            space_id: Set(space_id),
+            tag: Set(t.clone()),
+        }))
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A space the principal can see, with the principal's permission on it; NOT_FOUND otherwise.
+pub async fn get(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<(space::Model, Permission)> {
+    let space = space::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("space", id))?;
+    let permission = access::require(principal, &space, Permission::View)?;
+    Ok((space, permission))
+}
+
+/// Loads a space and checks `needed` permission (OWNER_ONLY / FORBIDDEN / NOT_FOUND otherwise).
+async fn get_for(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: Uuid,
+    needed: Permission,
+) -> AppResult<space::Model> {
+    let space = space::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("space", id))?;
+    access::require(principal, &space, needed)?;
+    Ok(space)
+}
+
+pub async fn update<C>(
+    db: &C,
+    principal: &Principal,
+    id: Uuid,
+    patch: SpacePatch,
+) -> AppResult<space::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let new_name = patch.name.map(|n| name("name", &n)).transpose()?;
+    let new_description = match patch.description {
+        None => None,
+        Some(d) => Some(description(d)?),
+    };
+    let new_labels = patch.labels.map(|l| labels("labels", l)).transpose()?;
+    let new_tags = patch.tags.map(|t| tags("tags", t)).transpose()?;
+
+    let txn = db.begin().await?;
+    let current = get_for(&txn, principal, id, Permission::Owner).await?;
+    if patch.owner_id.is_some_and(|o| o != current.owner_id) {
+        return Err(AppError::validation(
+            "ownerId",
+            "the owner of a space cannot be changed",
+        ));
+    }
+    if let Some(e) = &patch.embedder {
+        if e.trim() != current.embedder {
+            return Err(AppError::validation(
+                "embedder",
+                "the embedder of a space cannot be changed (its vectors depend on it)",
+            ));
+        }
+    }
+    if let Some(c) = patch.chunking {
+        if c.size != current.chunk_size || c.overlap != current.chunk_overlap {
+            return Err(AppError::validation(
+                "chunking",
+                "the chunking of a space cannot be changed",
+            ));
+        }
+    }
+
+    let mut changed = false;
+    let mut active: space::ActiveModel = current.clone().into();
+    if let Some(n) = new_name.filter(|n| *n != current.name) {
+        active.name = Set(n);
+        changed = true;
+    }
+    if let Some(d) = new_description.filter(|d| *d != current.description) {
+        active.description = Set(d);
+        changed = true;
+    }
+    if let Some(mode) = patch
+        .access_mode
+        .filter(|m| m.as_str() != current.access_mode)
+    {
+        active.access_mode = Set(mode.as_str().to_string());
+        changed = true;
+    }
+    if let Some(labels) = new_labels {
+        let mut old: Vec<(String, String)> = space_label::Entity::find()
+            .filter(space_label::Column::SpaceId.eq(id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|l| (l.key, l.value))
+            .collect();
+        let mut sorted = labels.clone();
+        old.sort();
+        sorted.sort();
+        if old != sorted {
+            replace_labels(&txn, id, &labels).await?;
+            changed = true;
+        }
+    }
+    if let Some(tags) = new_tags {
+        let mut old: Vec<String> = space_tag::Entity::find()
+            .filter(space_tag::Column::SpaceId.eq(id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|t| t.tag)
+            .collect();
+        let mut sorted = tags.clone();
+        old.sort();
+        sorted.sort();
+        if old != sorted {
+            replace_tags(&txn, id, &tags).await?;
+            changed = true;
+        }
+    }
+    let model = if changed {
+        let display_name = match &active.name {
+            sea_orm::ActiveValue::Set(n) | sea_orm::ActiveValue::Unchanged(n) => n.clone(),
+            sea_orm::ActiveValue::NotSet => current.name.clone(),
+        };
+        active.updated_at = Set(now());
+        active
+            .update(&txn)
+            .await
+            .map_err(AppError::unique(duplicate_name(&display_name)))?
+    } else {
+        current
+    };
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Soft delete: the space is hidden from lists (unless asked for) and keeps its memories.
+pub async fn delete<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<space::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let space = get_for(&txn, principal, id, Permission::Owner).await?;
+    let space = if space.deleted_at.is_some() {
+        space
+    } else {
+        let mut active: space::ActiveModel = space.into();
+        let at = now();
+        active.deleted_at = Set(Some(at));
+        active.updated_at = Set(at);
+        active.update(&txn).await?
+    };
+    txn.commit().await?;
+    Ok(space)
+}
+
+pub async fn restore<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<space::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let space = get_for(&txn, principal, id, Permission::Owner).await?;
+    let space = if space.deleted_at.is_none() {
+        space
+    } else {
+        let name = space.name.clone();
+        let mut active: space::ActiveModel = space.into();
+        active.deleted_at = Set(None);
+        active.updated_at = Set(now());
+        active
+            .update(&txn)
+            .await
+            .map_err(AppError::unique(duplicate_name(&name)))?
+    };
+    txn.commit().await?;
+    Ok(space)
+}
+
+/// Permanent delete; labels, tags (and later memories, grants, tokens) go with it by cascade.
+pub async fn purge<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<Uuid>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let space = get_for(&txn, principal, id, Permission::Owner).await?;
+    space.delete(&txn).await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// Translates a user glob (`*` any run, `?` one character; everything else literal) into a
+/// case-sensitive SQL condition on `column` for the backend at hand.
+fn glob_condition(backend: DatabaseBackend, column: space::Column, glob: &str) -> Condition {
+    let expr = match backend {
+        DatabaseBackend::Sqlite => {
+            // SQLite's GLOB is case-sensitive and already speaks `*` and `?`; only `[` is special.
+            Expr::col(column).glob(glob.replace('[', "[[]"))
+        }
+        _ => Expr::col(column).like(LikeExpr::new(glob_to_like(glob)).escape('\\')),
+    };
+    Condition::all().add(expr)
+}
+
+fn glob_to_like(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() + 4);
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn filter_condition(
+    backend: DatabaseBackend,
+    principal: &Principal,
+    filter: &ListFilter,
+) -> AppResult<Condition> {
+    let mut cond = Condition::all().add(access::visible_spaces(principal));
+    if !filter.include_deleted {
+        cond = cond.add(space::Column::DeletedAt.is_null());
+    }
+    if let Some(glob) = &filter.name_glob {
+        if glob.chars().count() > 255 {
+            return Err(AppError::validation(
+                "filter.name",
+                "must be at most 255 characters",
+            ));
+        }
+        cond = cond.add(glob_condition(backend, space::Column::Name, glob));
+    }
+    if let Some(owner) = filter.owner_id {
+        if owner != principal.id && !principal.is_admin {
+            return Err(AppError::forbidden(
+                "only organization admins may list the spaces of another owner",
+            ));
+        }
+        cond = cond.add(space::Column::OwnerId.eq(owner));
+    }
+    let wanted_labels = labels("filter.labels", filter.labels.clone())?;
+    for (k, v) in wanted_labels {
+        cond = cond.add(
+            space::Column::Id.in_subquery(
+                Query::select()
+                    .column(space_label::Column::SpaceId)
+                    .from(space_label::Entity)
+                    .and_where(space_label::Column::Key.eq(k))
+                    .and_where(space_label::Column::Value.eq(v))
+                    .to_owned(),
+            ),
+        );
+    }
+    let wanted_tags = tags("filter.tags", filter.tags.clone())?;
+    if !wanted_tags.is_empty() {
+        if filter.tags_match_all {
+            for t in wanted_tags {
+                cond = cond.add(
+                    space::Column::Id.in_subquery(
+                        Query::select()
+                            .column(space_tag::Column::SpaceId)
+                            .from(space_tag::Entity)
+                            .and_where(space_tag::Column::Tag.eq(t))
+                            .to_owned(),
+                    ),
+                );
+            }
+        } else {
+            cond = cond.add(
+                space::Column::Id.in_subquery(
+                    Query::select()
+                        .column(space_tag::Column::SpaceId)
+                        .from(space_tag::Entity)
+                        .and_where(space_tag::Column::Tag.is_in(wanted_tags))
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+    Ok(cond)
+}
+
+const CURSOR_CREATED: &str = "space:created";
+const CURSOR_NAME: &str = "space:name";
+
+fn time_key(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The cursor of `space` in the given order.
+pub fn cursor_of(space: &space::Model, order: OrderField) -> String {
+    match order {
+        OrderField::CreatedAt => Cursor::new(
+            CURSOR_CREATED,
+            vec![time_key(&space.created_at), space.id.to_string()],
+        ),
+        OrderField::Name => Cursor::new(CURSOR_NAME, vec![space.name.clone(), space.id.to_string()]),
+    }
+    .encode()
+}
+
+/// Rows strictly after the cursor in the list's order (keyset pagination on (sort key, id)).
+fn after_condition(order: OrderField, descending: bool, raw: &str) -> AppResult<Condition> {
+    let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
+    let (kind, col) = match order {
+        OrderField::CreatedAt => (CURSOR_CREATED, space::Column::CreatedAt),
+        OrderField::Name => (CURSOR_NAME, space::Column::Name),
+    };
+    let c = Cursor::decode("after", raw, kind, 2)?;
+    let id = Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
+    let value: sea_orm::Value = match order {
+        OrderField::CreatedAt => DateTime::parse_from_rfc3339(&c.values[0])
+            .map_err(|_| bad())?
+            .with_timezone(&Utc)
+            .into(),
+        OrderField::Name => c.values[0].clone().into(),
+    };
+    Ok(keyset(col, value, id, descending))
+}
+
+fn keyset(col: space::Column, value: sea_orm::Value, id: Uuid, descending: bool) -> Condition {
+    if descending {
+        Condition::any().add(col.lt(value.clone())).add(
+            Condition::all()
+                .add(col.eq(value))
+                .add(space::Column::Id.lt(id)),
+        )
+    } else {
+        Condition::any().add(col.gt(value.clone())).add(
+            Condition::all()
+                .add(col.eq(value))
+                .add(space::Column::Id.gt(id)),
+        )
+    }
+}
+
+pub async fn list(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    query: ListQuery,
+) -> AppResult<SpacePage> {
+    let limit = page_size(query.first);
+    let condition = filter_condition(db.get_database_backend(), principal, &query.filter)?;
+    let mut select = space::Entity::find().filter(condition.clone());
+    if let Some(after) = &query.after {
+        select = select.filter(after_condition(query.order, query.descending, after)?);
+    }
+    let sort_col = match query.order {
+        OrderField::CreatedAt => space::Column::CreatedAt,
+        OrderField::Name => space::Column::Name,
+    };
+    select = if query.descending {
+        select
+            .order_by_desc(sort_col)
+            .order_by_desc(space::Column::Id)
+    } else {
+        select.order_by_asc(sort_col).order_by_asc(space::Column::Id)
+    };
+    let rows = select.limit(limit + 1).all(db).await?;
+    Ok(SpacePage {
+        page: Page::from_overfetch(rows, limit, query.after.is_some()),
+        condition,
+    })
+}
+
+pub async fn count(db: &impl ConnectionTrait, condition: Condition) -> AppResult<u64> {
+    Ok(space::Entity::find().filter(condition).count(db).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_escaped_like_patterns() {
+        assert_eq!(glob_to_like("Research*"), "Research%");
+        assert_eq!(glob_to_like("*kb?"), "%kb_");
+        assert_eq!(glob_to_like("100%_done\\"), "100\\%\\_done\\\\");
+    }
+
+    #[test]
+    fn chunking_overlap_must_be_below_size() {
+        assert!(chunking(Chunking { size: 800, overlap: 100 }).is_ok());
+        assert!(chunking(Chunking { size: 800, overlap: 800 }).is_err());
+        assert!(chunking(Chunking { size: 10, overlap: 0 }).is_err());
+        assert!(chunking(Chunking { size: 800, overlap: -1 }).is_err());
+    }
+
+    #[test]
+    fn labels_reject_duplicates_and_bad_keys() {
+        let ok = labels("labels", vec![("team".into(), "ml".into())]).unwrap();
+        assert_eq!(ok, vec![("team".to_string(), "ml".to_string())]);
+        let dup = labels("labels", vec![("a".into(), "1".into()), ("a".into(), "2".into())]);
+        assert!(dup.is_err());
+        assert!(labels("labels", vec![("".into(), "x".into())]).is_err());
+        assert!(labels("labels", vec![("k".repeat(64), "x".into())]).is_err());
+    }
+
+    #[test]
+    fn tags_are_trimmed_deduplicated_and_bounded() {
+        assert_eq!(
+            tags("tags", vec![" a ".into(), "a".into(), "b".into()]).unwrap(),
+            vec!["a", "b"]
+        );
+        assert!(tags("tags", vec!["x".repeat(65)]).is_err());
+        assert!(tags("tags", (0..51).map(|i| i.to_string()).collect()).is_err());
+    }
+}
