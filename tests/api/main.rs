@@ -1,0 +1,8 @@
+//! Integration tests: each boots the real server on a random port against a fresh database
+//! (SQLite by default; PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
+//! One binary with modules keeps link time down.
+mod common;
+
+mod auth;
+mod identity;
+mod spaces;
