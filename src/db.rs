@@ -67,7 +67,10 @@ impl Db {
                 .with_context(|| format!("cannot connect to {}", redact(url)))?;
             (pool.clone(), pool)
         } else {
-            anyhow::bail!("unsupported database URL {}: use sqlite:// or postgres://", redact(url));
+            anyhow::bail!(
+                "unsupported database URL {}: use sqlite:// or postgres://",
+                redact(url)
+            );
         };
         for conn in [&mut read, &mut write] {
             let counter = statements.clone();

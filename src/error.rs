@@ -14,7 +14,10 @@ pub enum AppError {
     Unauthenticated,
     Forbidden(String),
     OwnerOnly(&'static str),
-    NotFound { resource: &'static str, id: String },
+    NotFound {
+        resource: &'static str,
+        id: String,
+    },
     Validation {
         field: String,
         message: String,
@@ -22,7 +25,10 @@ pub enum AppError {
         details: Option<serde_json::Value>,
     },
     AlreadyExists(String),
-    InvalidArgument { field: String, message: String },
+    InvalidArgument {
+        field: String,
+        message: String,
+    },
     Internal(anyhow::Error),
 }
 
@@ -146,7 +152,10 @@ mod tests {
             (AppError::not_found("space", "1"), "NOT_FOUND"),
             (AppError::validation("name", "too long"), "VALIDATION_ERROR"),
             (AppError::AlreadyExists("x".into()), "ALREADY_EXISTS"),
-            (AppError::invalid_argument("after", "bad cursor"), "INVALID_ARGUMENT"),
+            (
+                AppError::invalid_argument("after", "bad cursor"),
+                "INVALID_ARGUMENT",
+            ),
             (AppError::Internal(anyhow::anyhow!("db down")), "INTERNAL"),
         ];
         for (err, code) in cases {
@@ -163,7 +172,10 @@ mod tests {
         };
         let gql: async_graphql::Error = err.into();
         let ext = gql.extensions.unwrap();
-        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("grants")));
+        assert_eq!(
+            ext.get("field"),
+            Some(&async_graphql::Value::from("grants"))
+        );
         assert!(ext.get("invalidIds").is_some());
         assert!(gql.message.starts_with("grants:"));
     }

@@ -3,6 +3,7 @@
 //! [`build`] turns a [`Config`] into a ready [`App`] (database open and migrated, first-start
 //! bootstrap done, router built); `main.rs` and the tests both use it.
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -34,11 +35,10 @@ pub struct App {
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let db = Db::connect(&config.database_url, config.db_pool_size).await?;
     db.migrate().await?;
-    let generated_admin_key =
-        directory::service::bootstrap(&db.write, config.admin_key.as_deref())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message()))
-            .context("first-start bootstrap")?;
+    let generated_admin_key = directory::service::bootstrap(&db.write, config.admin_key.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message()))
+        .context("first-start bootstrap")?;
     let schema = schema::build(Some(db.clone()));
     let state = server::AppState {
         schema,

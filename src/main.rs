@@ -88,7 +88,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = memspace::build(&Config::from(&args)).await?;
     if let Some(key) = &app.generated_admin_key {
         eprintln!("admin api key: {key}");
-        eprintln!("(shown once: store it now; `memspace admin create-key --org default` makes another)");
+        eprintln!(
+            "(shown once: store it now; `memspace admin create-key --org default` makes another)"
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!("listening on http://{}/graphql", listener.local_addr()?);

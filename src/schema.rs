@@ -4,6 +4,7 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use crate::audit::graphql::AuditQuery;
 use crate::auth::Principal;
 use crate::db::Db;
 use crate::directory::graphql::{DirectoryMutation, DirectoryQuery};
@@ -15,7 +16,7 @@ use crate::spaces::graphql::{SpaceMutation, SpaceQuery};
 use crate::spaces::loaders::{SpaceLabelsLoader, SpaceTagsLoader};
 
 #[derive(MergedObject, Default)]
-pub struct Query(DirectoryQuery, SpaceQuery);
+pub struct Query(DirectoryQuery, SpaceQuery, AuditQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(DirectoryMutation, SpaceMutation);

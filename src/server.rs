@@ -102,7 +102,11 @@ fn new_trace_id() -> String {
     Uuid::now_v7().simple().to_string()
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
     let trace_id = new_trace_id();
     let span = tracing::info_span!(
         "graphql",
@@ -126,9 +130,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
                 );
             }
         };
-        let request = request
-            .data(principal)
-            .data(Loaders::new(&state.db.read));
+        let request = request.data(principal).data(Loaders::new(&state.db.read));
         let mut response = state.schema.execute(request).await;
         for err in &mut response.errors {
             let ext = err.extensions.get_or_insert_with(Default::default);

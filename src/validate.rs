@@ -26,8 +26,7 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> AppResult<Strin
 pub fn handle(field: &str, value: &str) -> AppResult<String> {
     let v = text(field, value, 1, 63)?;
     let ok = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         return Err(AppError::validation(
@@ -63,9 +62,15 @@ mod tests {
     #[test]
     fn text_is_trimmed_and_bounded() {
         assert_eq!(text("name", "  a  ", 1, 3).unwrap(), "a");
-        assert_eq!(text("name", "   ", 1, 3).unwrap_err().code(), "VALIDATION_ERROR");
+        assert_eq!(
+            text("name", "   ", 1, 3).unwrap_err().code(),
+            "VALIDATION_ERROR"
+        );
         assert!(text("name", "abcd", 1, 3).is_err());
-        assert!(text("name", "äöü", 1, 3).is_ok(), "length counts characters, not bytes");
+        assert!(
+            text("name", "äöü", 1, 3).is_ok(),
+            "length counts characters, not bytes"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct Model {
     pub embedder: String,
     pub chunk_size: i32,
     pub chunk_overlap: i32,
+    /// The agent assigned to work in this space (holds EDIT).
+    pub agent_id: Option<Uuid>,
     pub last_activity_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -18,7 +18,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "ux_organizations_handle", Organizations::Table, &[Organizations::Handle]).await?;
+        unique_index(
+            manager,
+            "ux_organizations_handle",
+            Organizations::Table,
+            &[Organizations::Handle],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -30,15 +36,35 @@ impl MigrationTrait for Migration {
                     .col(string_len(Users::Email, 320))
                     .col(boolean(Users::IsAdmin))
                     .col(timestamp_with_time_zone(Users::CreatedAt))
-                    .foreign_key(&mut cascade_fk("fk_users_org", Users::Table, Users::OrganizationId, Organizations::Table, Organizations::Id))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_users_org",
+                        Users::Table,
+                        Users::OrganizationId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "ux_users_org_email", Users::Table, &[Users::OrganizationId, Users::Email]).await?;
+        unique_index(
+            manager,
+            "ux_users_org_email",
+            Users::Table,
+            &[Users::OrganizationId, Users::Email],
+        )
+        .await?;
 
         for (table, name, ux) in [
-            (Roles::Table.into_iden(), "fk_roles_org", "ux_roles_org_name"),
-            (Departments::Table.into_iden(), "fk_departments_org", "ux_departments_org_name"),
+            (
+                Roles::Table.into_iden(),
+                "fk_roles_org",
+                "ux_roles_org_name",
+            ),
+            (
+                Departments::Table.into_iden(),
+                "fk_departments_org",
+                "ux_departments_org_name",
+            ),
         ] {
             manager
                 .create_table(
@@ -48,7 +74,13 @@ impl MigrationTrait for Migration {
                         .col(uuid(Named::OrganizationId))
                         .col(string_len(Named::Name, 255))
                         .col(timestamp_with_time_zone(Named::CreatedAt))
-                        .foreign_key(&mut cascade_fk(name, table.clone(), Named::OrganizationId, Organizations::Table, Organizations::Id))
+                        .foreign_key(&mut cascade_fk(
+                            name,
+                            table.clone(),
+                            Named::OrganizationId,
+                            Organizations::Table,
+                            Organizations::Id,
+                        ))
                         .to_owned(),
                 )
                 .await?;
@@ -61,13 +93,35 @@ impl MigrationTrait for Migration {
                     .table(UserRoles::Table)
                     .col(uuid(UserRoles::UserId))
                     .col(uuid(UserRoles::RoleId))
-                    .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::RoleId))
-                    .foreign_key(&mut cascade_fk("fk_user_roles_user", UserRoles::Table, UserRoles::UserId, Users::Table, Users::Id))
-                    .foreign_key(&mut cascade_fk("fk_user_roles_role", UserRoles::Table, UserRoles::RoleId, Roles::Table, Named::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(UserRoles::UserId)
+                            .col(UserRoles::RoleId),
+                    )
+                    .foreign_key(&mut cascade_fk(
+                        "fk_user_roles_user",
+                        UserRoles::Table,
+                        UserRoles::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_user_roles_role",
+                        UserRoles::Table,
+                        UserRoles::RoleId,
+                        Roles::Table,
+                        Named::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        index(manager, "ix_user_roles_role", UserRoles::Table, &[UserRoles::RoleId]).await?;
+        index(
+            manager,
+            "ix_user_roles_role",
+            UserRoles::Table,
+            &[UserRoles::RoleId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -75,13 +129,35 @@ impl MigrationTrait for Migration {
                     .table(UserDepartments::Table)
                     .col(uuid(UserDepartments::UserId))
                     .col(uuid(UserDepartments::DepartmentId))
-                    .primary_key(Index::create().col(UserDepartments::UserId).col(UserDepartments::DepartmentId))
-                    .foreign_key(&mut cascade_fk("fk_user_departments_user", UserDepartments::Table, UserDepartments::UserId, Users::Table, Users::Id))
-                    .foreign_key(&mut cascade_fk("fk_user_departments_department", UserDepartments::Table, UserDepartments::DepartmentId, Departments::Table, Named::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(UserDepartments::UserId)
+                            .col(UserDepartments::DepartmentId),
+                    )
+                    .foreign_key(&mut cascade_fk(
+                        "fk_user_departments_user",
+                        UserDepartments::Table,
+                        UserDepartments::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_user_departments_department",
+                        UserDepartments::Table,
+                        UserDepartments::DepartmentId,
+                        Departments::Table,
+                        Named::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        index(manager, "ix_user_departments_department", UserDepartments::Table, &[UserDepartments::DepartmentId]).await?;
+        index(
+            manager,
+            "ix_user_departments_department",
+            UserDepartments::Table,
+            &[UserDepartments::DepartmentId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -92,11 +168,23 @@ impl MigrationTrait for Migration {
                     .col(string_len(Agents::Handle, 63))
                     .col(string_len(Agents::Name, 255))
                     .col(timestamp_with_time_zone(Agents::CreatedAt))
-                    .foreign_key(&mut cascade_fk("fk_agents_org", Agents::Table, Agents::OrganizationId, Organizations::Table, Organizations::Id))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_agents_org",
+                        Agents::Table,
+                        Agents::OrganizationId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "ux_agents_org_handle", Agents::Table, &[Agents::OrganizationId, Agents::Handle]).await?;
+        unique_index(
+            manager,
+            "ux_agents_org_handle",
+            Agents::Table,
+            &[Agents::OrganizationId, Agents::Handle],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -111,13 +199,37 @@ impl MigrationTrait for Migration {
                     .col(string_len(ApiKeys::KeyHash, 64))
                     .col(timestamp_with_time_zone(ApiKeys::CreatedAt))
                     .col(timestamp_with_time_zone_null(ApiKeys::RevokedAt))
-                    .foreign_key(&mut cascade_fk("fk_api_keys_org", ApiKeys::Table, ApiKeys::OrganizationId, Organizations::Table, Organizations::Id))
-                    .foreign_key(&mut cascade_fk("fk_api_keys_user", ApiKeys::Table, ApiKeys::UserId, Users::Table, Users::Id))
-                    .foreign_key(&mut cascade_fk("fk_api_keys_agent", ApiKeys::Table, ApiKeys::AgentId, Agents::Table, Agents::Id))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_api_keys_org",
+                        ApiKeys::Table,
+                        ApiKeys::OrganizationId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_api_keys_user",
+                        ApiKeys::Table,
+                        ApiKeys::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_api_keys_agent",
+                        ApiKeys::Table,
+                        ApiKeys::AgentId,
+                        Agents::Table,
+                        Agents::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "ux_api_keys_hash", ApiKeys::Table, &[ApiKeys::KeyHash]).await?;
+        unique_index(
+            manager,
+            "ux_api_keys_hash",
+            ApiKeys::Table,
+            &[ApiKeys::KeyHash],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -137,7 +249,13 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Spaces::CreatedAt))
                     .col(timestamp_with_time_zone(Spaces::UpdatedAt))
                     .col(timestamp_with_time_zone_null(Spaces::DeletedAt))
-                    .foreign_key(&mut cascade_fk("fk_spaces_org", Spaces::Table, Spaces::OrganizationId, Organizations::Table, Organizations::Id))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_spaces_org",
+                        Spaces::Table,
+                        Spaces::OrganizationId,
+                        Organizations::Table,
+                        Organizations::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -148,10 +266,34 @@ impl MigrationTrait for Migration {
                 "CREATE UNIQUE INDEX ux_spaces_owner_name_live ON spaces (owner_id, name) WHERE deleted_at IS NULL",
             )
             .await?;
-        index(manager, "ix_spaces_org_created", Spaces::Table, &[Spaces::OrganizationId, Spaces::CreatedAt]).await?;
-        index(manager, "ix_spaces_owner", Spaces::Table, &[Spaces::OwnerId]).await?;
-        index(manager, "ix_spaces_created", Spaces::Table, &[Spaces::CreatedAt, Spaces::Id]).await?;
-        index(manager, "ix_spaces_name", Spaces::Table, &[Spaces::Name, Spaces::Id]).await?;
+        index(
+            manager,
+            "ix_spaces_org_created",
+            Spaces::Table,
+            &[Spaces::OrganizationId, Spaces::CreatedAt],
+        )
+        .await?;
+        index(
+            manager,
+            "ix_spaces_owner",
+            Spaces::Table,
+            &[Spaces::OwnerId],
+        )
+        .await?;
+        index(
+            manager,
+            "ix_spaces_created",
+            Spaces::Table,
+            &[Spaces::CreatedAt, Spaces::Id],
+        )
+        .await?;
+        index(
+            manager,
+            "ix_spaces_name",
+            Spaces::Table,
+            &[Spaces::Name, Spaces::Id],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -160,12 +302,28 @@ impl MigrationTrait for Migration {
                     .col(uuid(SpaceLabels::SpaceId))
                     .col(string_len(SpaceLabels::Key, 63))
                     .col(string_len(SpaceLabels::Value, 255))
-                    .primary_key(Index::create().col(SpaceLabels::SpaceId).col(SpaceLabels::Key))
-                    .foreign_key(&mut cascade_fk("fk_space_labels_space", SpaceLabels::Table, SpaceLabels::SpaceId, Spaces::Table, Spaces::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(SpaceLabels::SpaceId)
+                            .col(SpaceLabels::Key),
+                    )
+                    .foreign_key(&mut cascade_fk(
+                        "fk_space_labels_space",
+                        SpaceLabels::Table,
+                        SpaceLabels::SpaceId,
+                        Spaces::Table,
+                        Spaces::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        index(manager, "ix_space_labels_kv", SpaceLabels::Table, &[SpaceLabels::Key, SpaceLabels::Value]).await?;
+        index(
+            manager,
+            "ix_space_labels_kv",
+            SpaceLabels::Table,
+            &[SpaceLabels::Key, SpaceLabels::Value],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -174,11 +332,23 @@ impl MigrationTrait for Migration {
                     .col(uuid(SpaceTags::SpaceId))
                     .col(string_len(SpaceTags::Tag, 64))
                     .primary_key(Index::create().col(SpaceTags::SpaceId).col(SpaceTags::Tag))
-                    .foreign_key(&mut cascade_fk("fk_space_tags_space", SpaceTags::Table, SpaceTags::SpaceId, Spaces::Table, Spaces::Id))
+                    .foreign_key(&mut cascade_fk(
+                        "fk_space_tags_space",
+                        SpaceTags::Table,
+                        SpaceTags::SpaceId,
+                        Spaces::Table,
+                        Spaces::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
-        index(manager, "ix_space_tags_tag", SpaceTags::Table, &[SpaceTags::Tag]).await?;
+        index(
+            manager,
+            "ix_space_tags_tag",
+            SpaceTags::Table,
+            &[SpaceTags::Tag],
+        )
+        .await?;
         Ok(())
     }
 
@@ -196,7 +366,9 @@ impl MigrationTrait for Migration {
             Users::Table.into_iden(),
             Organizations::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

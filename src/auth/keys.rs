@@ -7,12 +7,16 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelec
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::principal::TokenScope;
 use super::{Principal, PrincipalKind};
+use crate::access::Permission;
 use crate::error::{AppError, AppResult};
-use entity::{agent, api_key, user, user_department, user_role};
+use entity::{agent, api_key, space, space_token, user, user_department, user_role};
 
 /// Prefix of every generated API key, so leaked keys are easy to recognise in scanners.
 pub const API_KEY_PREFIX: &str = "msk_";
+/// Prefix of every space token.
+pub const SPACE_TOKEN_PREFIX: &str = "mst_";
 
 pub struct NewKey {
     pub secret: String,
@@ -21,12 +25,17 @@ pub struct NewKey {
 }
 
 pub fn generate() -> NewKey {
+    generate_with(API_KEY_PREFIX)
+}
+
+/// A random secret (43 alphanumerics, ~256 bits) after `prefix`.
+pub fn generate_with(prefix: &str) -> NewKey {
     let body: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(43)
         .map(char::from)
         .collect();
-    from_secret(format!("{API_KEY_PREFIX}{body}"))
+    from_secret(format!("{prefix}{body}"))
 }
 
 /// Wraps a caller-chosen secret (such as `MEMSPACE_ADMIN_KEY`).
@@ -79,8 +88,14 @@ pub fn credential(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Resolves a secret to the principal it belongs to; unknown or revoked → UNAUTHENTICATED.
+/// Resolves a secret to the principal it belongs to; unknown, revoked or expired →
+/// UNAUTHENTICATED.
 pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<Principal> {
+    if secret.starts_with(SPACE_TOKEN_PREFIX) {
+        if let Some(p) = authenticate_space_token(db, secret).await? {
+            return Ok(p);
+        }
+    }
     let key = api_key::Entity::find()
         .filter(api_key::Column::KeyHash.eq(hash(secret)))
         .filter(api_key::Column::RevokedAt.is_null())
@@ -114,7 +129,8 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<
                 is_admin: user.is_admin,
                 role_ids,
                 department_ids,
-                api_key_id: key.id,
+                credential_id: key.id,
+                token: None,
             })
         }
         (None, Some(agent_id)) => {
@@ -129,11 +145,46 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<
                 is_admin: false,
                 role_ids: Vec::new(),
                 department_ids: Vec::new(),
-                api_key_id: key.id,
+                credential_id: key.id,
+                token: None,
             })
         }
         (None, None) => Err(AppError::Unauthenticated),
     }
+}
+
+async fn authenticate_space_token(
+    db: &impl ConnectionTrait,
+    secret: &str,
+) -> AppResult<Option<Principal>> {
+    let Some(token) = space_token::Entity::find()
+        .filter(space_token::Column::TokenHash.eq(hash(secret)))
+        .filter(space_token::Column::RevokedAt.is_null())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if token.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+        return Err(AppError::Unauthenticated);
+    }
+    let space = space::Entity::find_by_id(token.space_id)
+        .one(db)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    Ok(Some(Principal {
+        kind: PrincipalKind::SpaceToken,
+        id: token.id,
+        organization_id: space.organization_id,
+        is_admin: false,
+        role_ids: Vec::new(),
+        department_ids: Vec::new(),
+        credential_id: token.id,
+        token: Some(TokenScope {
+            space_id: space.id,
+            permission: Permission::parse(&token.permission).min(Permission::Edit),
+        }),
+    }))
 }
 
 #[cfg(test)]

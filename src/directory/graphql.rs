@@ -187,6 +187,7 @@ pub async fn load_principal(
             .await
             .map_err(loader_err)?
             .map(|a| PrincipalObject::Agent(Agent(a))),
+        PrincipalKind::SpaceToken => None,
     })
 }
 
@@ -258,9 +259,14 @@ pub struct DirectoryQuery;
 
 #[Object]
 impl DirectoryQuery {
-    /// Who is calling.
+    /// Who is calling. Space tokens have no viewer (their space is their whole world): FORBIDDEN.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
-        ctx.principal()?;
+        if ctx.principal()?.token.is_some() {
+            return Err(AppError::forbidden(
+                "a space token has no viewer; it reaches only its space",
+            )
+            .into());
+        }
         Ok(Viewer)
     }
 }

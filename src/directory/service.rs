@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::service::{self as audit, Event};
 use crate::auth::{keys, Principal, PrincipalKind};
 use crate::error::{AppError, AppResult};
 use crate::{now, validate};
@@ -196,7 +197,9 @@ pub async fn create_role(
     }
     .insert(db)
     .await
-    .map_err(AppError::unique(format!("a role named {name:?} already exists")))?)
+    .map_err(AppError::unique(format!(
+        "a role named {name:?} already exists"
+    )))?)
 }
 
 pub async fn create_department(
@@ -359,6 +362,17 @@ pub async fn create_api_key(
     let key = keys::generate();
     let secret = key.secret.clone();
     let row = insert_key(db, principal.organization_id, user_id, agent_id, &name, key).await?;
+    audit::record(
+        db,
+        principal,
+        Event {
+            action: "api_key.create",
+            resource_type: "api_key",
+            resource_id: row.id,
+            organization_id: row.organization_id,
+        },
+    )
+    .await?;
     Ok((row, secret))
 }
 
@@ -378,9 +392,21 @@ pub async fn revoke_api_key(
         require_admin(principal)?;
     }
     if key.revoked_at.is_none() {
+        let org = key.organization_id;
         let mut active: api_key::ActiveModel = key.into();
         active.revoked_at = Set(Some(now()));
         active.update(db).await?;
+        audit::record(
+            db,
+            principal,
+            Event {
+                action: "api_key.revoke",
+                resource_type: "api_key",
+                resource_id: id,
+                organization_id: org,
+            },
+        )
+        .await?;
     }
     Ok(id)
 }

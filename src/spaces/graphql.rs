@@ -5,21 +5,98 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
 
-use super::service::{self, Chunking, ListFilter, ListQuery, NewSpace, OrderField, SpacePatch};
+use super::service::{
+    self, Chunking, ListFilter, ListQuery, NewSpace, OrderField, SpaceAccess, SpacePatch,
+};
+use super::sharing::{self, GrantLists, GrantSpec};
+use super::tokens;
 use super::AccessMode;
-use crate::access::Permission;
+use crate::access::{Permission, SubjectKind};
 use crate::auth::PrincipalKind;
+use crate::directory::graphql::Agent;
 use crate::directory::graphql::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::error::AppError;
 use crate::pagination::PageInfo;
 use crate::schema::{input_id, loader_err, resource_id, Ctx};
 use crate::search::embedder::{self, EmbedderKind};
-use entity::space;
+use entity::{space, space_grant, space_token};
 
 /// A container of memories with an owner, labels, tags, an access mode and an embedder.
 pub struct Space {
     pub model: space::Model,
+    pub grants: Vec<space_grant::Model>,
     pub permission: Permission,
+}
+
+impl From<SpaceAccess> for Space {
+    fn from(a: SpaceAccess) -> Self {
+        Space {
+            model: a.space,
+            grants: a.grants,
+            permission: a.permission,
+        }
+    }
+}
+
+/// A grant of VIEW or EDIT on a space to a subject.
+pub struct SpaceGrant(space_grant::Model);
+
+#[Object]
+impl SpaceGrant {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn subject_kind(&self) -> Option<SubjectKind> {
+        SubjectKind::parse(&self.0.subject_kind)
+    }
+    /// The user, role, department, agent or organization id; null for ALL_USERS.
+    async fn subject_id(&self) -> Option<ID> {
+        (self.0.subject_kind != SubjectKind::AllUsers.as_str())
+            .then(|| ID(self.0.subject_id.to_string()))
+    }
+    async fn permission(&self) -> Permission {
+        Permission::parse(&self.0.permission)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A space token's public part; the secret is shown only when it is created.
+pub struct SpaceToken(space_token::Model);
+
+#[Object]
+impl SpaceToken {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn permission(&self) -> Permission {
+        Permission::parse(&self.0.permission)
+    }
+    /// The first characters of the token, to recognise it.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+}
+
+/// A new space token: `token` is the secret, shown only in this response.
+#[derive(SimpleObject)]
+pub struct SpaceTokenSecret {
+    /// Send it as `Authorization: Bearer <token>`. Store it now: it cannot be shown again.
+    token: String,
+    space_token: SpaceToken,
 }
 
 /// A `key=value` label on a space.
@@ -116,6 +193,36 @@ impl Space {
             chunk_overlap: self.model.chunk_overlap,
         }
     }
+    /// Who else may see or edit the space. Only shown to holders of OWNER permission (others
+    /// get an empty list, so grantee lists do not leak).
+    async fn grants(&self) -> Vec<SpaceGrant> {
+        if self.permission < Permission::Owner {
+            return Vec::new();
+        }
+        self.grants.iter().cloned().map(SpaceGrant).collect()
+    }
+    /// The agent assigned to work in this space (it holds EDIT).
+    async fn agent(&self, ctx: &Context<'_>) -> Result<Option<Agent>> {
+        let Some(id) = self.model.agent_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()?
+            .agents
+            .load_one(id)
+            .await
+            .map_err(loader_err)?
+            .map(Agent))
+    }
+    /// The space's tokens, newest first (OWNER permission only; others get OWNER_ONLY).
+    async fn tokens(&self, ctx: &Context<'_>) -> Result<Vec<SpaceToken>> {
+        crate::access::check(self.permission, Permission::Owner, &self.model)?;
+        Ok(tokens::list(&ctx.db().read, self.model.id)
+            .await?
+            .into_iter()
+            .map(SpaceToken)
+            .collect())
+    }
     /// The caller's permission on this space.
     async fn viewer_permission(&self) -> Permission {
         self.permission
@@ -186,6 +293,49 @@ impl From<ChunkingInput> for Chunking {
     }
 }
 
+/// A grant to give (shareSpace, createSpace, updateSpace) or take away (unshareSpace).
+#[derive(InputObject, Clone)]
+pub struct GrantInput {
+    subject_kind: SubjectKind,
+    /// The user, role, department, agent or organization (TENANT) id; omitted for ALL_USERS.
+    subject_id: Option<ID>,
+    /// VIEW or EDIT (ignored by unshareSpace).
+    #[graphql(default_with = "Permission::View")]
+    permission: Permission,
+}
+
+fn grant_specs(grants: Vec<GrantInput>) -> Vec<GrantSpec> {
+    grants
+        .into_iter()
+        .map(|g| GrantSpec {
+            field: "grants",
+            kind: g.subject_kind,
+            subject_id: g.subject_id.map(|id| id.0),
+            permission: g.permission,
+        })
+        .collect()
+}
+
+fn ids(list: Option<Vec<ID>>) -> Option<Vec<String>> {
+    list.map(|l| l.into_iter().map(|id| id.0).collect())
+}
+
+/// The sharing fields common to CreateSpaceInput and UpdateSpaceInput.
+macro_rules! grant_lists {
+    ($input:expr) => {
+        GrantLists {
+            grants: $input.grants.map(grant_specs),
+            access_users: ids($input.access_users),
+            access_departments: ids($input.access_departments),
+            visible_to_roles: ids($input.visible_to_roles),
+            editable_by_users: ids($input.editable_by_users),
+            editable_by_roles: ids($input.editable_by_roles),
+            allowed_agent_ids: ids($input.allowed_agent_ids),
+            allowed_tenant_ids: ids($input.allowed_tenant_ids),
+        }
+    };
+}
+
 fn label_pairs(labels: Vec<LabelInput>) -> Vec<(String, String)> {
     labels.into_iter().map(|l| (l.key, l.value)).collect()
 }
@@ -210,6 +360,22 @@ pub struct CreateSpaceInput {
     embedder: Option<String>,
     /// Defaults to 800 / 100 characters.
     chunking: Option<ChunkingInput>,
+    /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
+    grants: Option<Vec<GrantInput>>,
+    /// Users who may view (VIEW grants).
+    access_users: Option<Vec<ID>>,
+    /// Departments whose users may view.
+    access_departments: Option<Vec<ID>>,
+    /// Roles whose holders may view.
+    visible_to_roles: Option<Vec<ID>>,
+    /// Users who may edit; `"*"` means every user of the organization.
+    editable_by_users: Option<Vec<ID>>,
+    /// Roles whose holders may edit.
+    editable_by_roles: Option<Vec<ID>>,
+    /// Agents that may work in the space (EDIT); at most 10.
+    allowed_agent_ids: Option<Vec<ID>>,
+    /// Other organizations whose principals may view (cross-tenant).
+    allowed_tenant_ids: Option<Vec<ID>>,
 }
 
 /// Changes to a space; an omitted field is left unchanged.
@@ -229,6 +395,24 @@ pub struct UpdateSpaceInput {
     embedder: Option<String>,
     /// Immutable: accepted only when equal to the current chunking.
     chunking: Option<ChunkingInput>,
+    // When any of the sharing fields below is given, the space's grants become exactly the
+    // union of the given ones.
+    /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
+    grants: Option<Vec<GrantInput>>,
+    /// Users who may view (VIEW grants).
+    access_users: Option<Vec<ID>>,
+    /// Departments whose users may view.
+    access_departments: Option<Vec<ID>>,
+    /// Roles whose holders may view.
+    visible_to_roles: Option<Vec<ID>>,
+    /// Users who may edit; `"*"` means every user of the organization.
+    editable_by_users: Option<Vec<ID>>,
+    /// Roles whose holders may edit.
+    editable_by_roles: Option<Vec<ID>>,
+    /// Agents that may work in the space (EDIT); at most 10.
+    allowed_agent_ids: Option<Vec<ID>>,
+    /// Other organizations whose principals may view (cross-tenant).
+    allowed_tenant_ids: Option<Vec<ID>>,
 }
 
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
@@ -287,8 +471,7 @@ impl SpaceQuery {
     async fn space(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Space>> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let (model, permission) = service::get(&ctx.db().read, p, id).await?;
-        Ok(Some(Space { model, permission }))
+        Ok(Some(service::get(ctx.db(), p, id).await?.into()))
     }
 
     /// The spaces the caller can see, as a Relay connection (default newest first).
@@ -327,14 +510,14 @@ impl SpaceQuery {
             order: order_field,
             descending: order.direction == OrderDirection::Desc,
         };
-        let result = service::list(&ctx.db().read, p, query).await?;
+        let result = service::list(ctx.db(), p, query).await?;
         let page = result.page;
         let edges: Vec<SpaceEdge> = page
             .items
             .into_iter()
-            .map(|model| SpaceEdge {
-                cursor: service::cursor_of(&model, order_field),
-                node: with_permission(p, model),
+            .map(|access| SpaceEdge {
+                cursor: service::cursor_of(&access.space, order_field),
+                node: access.into(),
             })
             .collect();
         Ok(SpaceConnection {
@@ -370,12 +553,9 @@ impl SpaceMutation {
                 .transpose()?,
             embedder: input.embedder,
             chunking: input.chunking.map(Into::into),
+            grants: grant_lists!(input),
         };
-        let model = service::create(&ctx.db().write, p, new).await?;
-        Ok(Space {
-            model,
-            permission: Permission::Owner,
-        })
+        Ok(service::create(&ctx.db().write, p, new).await?.into())
     }
 
     /// Changes a space (OWNER permission). Owner, embedder and chunking are immutable.
@@ -403,25 +583,23 @@ impl SpaceMutation {
                 .transpose()?,
             embedder: input.embedder,
             chunking: input.chunking.map(Into::into),
+            grants: grant_lists!(input),
         };
-        let model = service::update(&ctx.db().write, p, id, patch).await?;
-        Ok(with_permission(p, model))
+        Ok(service::update(&ctx.db().write, p, id, patch).await?.into())
     }
 
     /// Soft-deletes a space (OWNER permission): hidden from lists, memories kept.
     async fn delete_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let model = service::delete(&ctx.db().write, p, id).await?;
-        Ok(with_permission(p, model))
+        Ok(service::delete(&ctx.db().write, p, id).await?.into())
     }
 
     /// Undoes `deleteSpace` (OWNER permission).
     async fn restore_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let model = service::restore(&ctx.db().write, p, id).await?;
-        Ok(with_permission(p, model))
+        Ok(service::restore(&ctx.db().write, p, id).await?.into())
     }
 
     /// Deletes a space and everything in it, permanently (OWNER permission). Returns its id.
@@ -431,9 +609,81 @@ impl SpaceMutation {
         let id = service::purge(&ctx.db().write, p, id).await?;
         Ok(ID(id.to_string()))
     }
-}
 
-fn with_permission(p: &crate::auth::Principal, model: space::Model) -> Space {
-    let permission = crate::access::permission(p, &model);
-    Space { model, permission }
+    /// Gives grants on a space (OWNER permission); a subject already granted gets the new
+    /// permission. All unknown ids are reported together (`extensions.invalidIds`).
+    async fn share_space(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        grants: Vec<GrantInput>,
+    ) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        Ok(sharing::share(&ctx.db().write, p, id, grant_specs(grants))
+            .await?
+            .into())
+    }
+
+    /// Takes grants away from the given subjects (OWNER permission).
+    async fn unshare_space(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        grants: Vec<GrantInput>,
+    ) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        Ok(
+            sharing::unshare(&ctx.db().write, p, id, grant_specs(grants))
+                .await?
+                .into(),
+        )
+    }
+
+    /// Assigns the agent that works in the space (it holds EDIT); null unassigns. OWNER only.
+    async fn assign_agent(
+        &self,
+        ctx: &Context<'_>,
+        space_id: ID,
+        agent_id: Option<ID>,
+    ) -> Result<Space> {
+        let p = ctx.principal()?;
+        let space_id = resource_id("space", &space_id)?;
+        let agent_id = agent_id.map(|a| input_id("agentId", &a)).transpose()?;
+        Ok(
+            sharing::assign_agent(&ctx.db().write, p, space_id, agent_id)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Creates a bearer token for one space (OWNER permission). The secret is shown only here.
+    async fn create_space_token(
+        &self,
+        ctx: &Context<'_>,
+        space_id: ID,
+        #[graphql(desc = "VIEW or EDIT.")] permission: Permission,
+        #[graphql(desc = "When the token stops working; must be in the future.")]
+        expires_at: Option<DateTime<Utc>>,
+        name: Option<String>,
+    ) -> Result<SpaceTokenSecret> {
+        let p = ctx.principal()?;
+        let space_id = resource_id("space", &space_id)?;
+        let (row, token) =
+            tokens::create(&ctx.db().write, p, space_id, permission, expires_at, name).await?;
+        Ok(SpaceTokenSecret {
+            token,
+            space_token: SpaceToken(row),
+        })
+    }
+
+    /// Revokes a space token (OWNER permission on its space). Returns its id.
+    async fn revoke_space_token(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let p = ctx.principal()?;
+        let id = resource_id("space token", &id)?;
+        Ok(ID(tokens::revoke(&ctx.db().write, p, id)
+            .await?
+            .to_string()))
+    }
 }

@@ -2,6 +2,8 @@
 pub mod graphql;
 pub mod loaders;
 pub mod service;
+pub mod sharing;
+pub mod tokens;
 
 use crate::access::{ACCESS_ORGANIZATION, ACCESS_PRIVATE, ACCESS_PUBLIC};
 

@@ -8,14 +8,17 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::sharing::{self, GrantLists};
 use super::AccessMode;
 use crate::access::{self, Permission};
+use crate::audit::service::{self as audit, Event};
 use crate::auth::{Principal, PrincipalKind};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::pagination::{page_size, Cursor, Page};
 use crate::search::embedder;
 use crate::{now, validate};
-use entity::{agent, space, space_label, space_tag, user};
+use entity::{agent, space, space_grant, space_label, space_tag, user};
 
 pub const MAX_LABELS: usize = 64;
 pub const MAX_TAGS: usize = 50;
@@ -41,6 +44,15 @@ pub struct NewSpace {
     pub owner_id: Option<Uuid>,
     pub embedder: Option<String>,
     pub chunking: Option<Chunking>,
+    pub grants: GrantLists,
+}
+
+/// A space with its grants and the caller's permission on it.
+#[derive(Clone, Debug)]
+pub struct SpaceAccess {
+    pub space: space::Model,
+    pub grants: Vec<space_grant::Model>,
+    pub permission: Permission,
 }
 
 /// A change to a space; `None` leaves a field as it is.
@@ -56,6 +68,8 @@ pub struct SpacePatch {
     pub owner_id: Option<Uuid>,
     pub embedder: Option<String>,
     pub chunking: Option<Chunking>,
+    /// When any list is given, the space's grants become exactly the ones given.
+    pub grants: GrantLists,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -86,7 +100,7 @@ pub struct ListQuery {
 
 /// A page of spaces plus the condition that selected them (for `totalCount`).
 pub struct SpacePage {
-    pub page: Page<space::Model>,
+    pub page: Page<SpaceAccess>,
     pub condition: Condition,
 }
 
@@ -223,7 +237,7 @@ fn duplicate_name(name: &str) -> String {
     format!("a space named {name:?} already exists for this owner")
 }
 
-pub async fn create<C>(db: &C, principal: &Principal, input: NewSpace) -> AppResult<space::Model>
+pub async fn create<C>(db: &C, principal: &Principal, input: NewSpace) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -236,9 +250,14 @@ where
         overlap: DEFAULT_CHUNK_OVERLAP,
     }))?;
     let embedder = embedder_name(input.embedder)?;
+    if principal.token.is_some() {
+        return Err(AppError::forbidden("a space token cannot create spaces"));
+    }
 
     let txn = db.begin().await?;
     let (owner_id, owner_kind) = owner(&txn, principal, input.owner_id).await?;
+    let grants =
+        sharing::resolve(&txn, principal.organization_id, input.grants.specs(), true).await?;
     let at = now();
     let model = space::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -251,6 +270,7 @@ where
         embedder: Set(embedder),
         chunk_size: Set(chunking.size),
         chunk_overlap: Set(chunking.overlap),
+        agent_id: Set(None),
         last_activity_at: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
@@ -261,8 +281,10 @@ where
     .map_err(AppError::unique(duplicate_name(&name)))?;
     replace_labels(&txn, model.id, &labels).await?;
     replace_tags(&txn, model.id, &tags).await?;
+    sharing::upsert(&txn, model.id, &grants).await?;
+    let access = load(&txn, principal, model.id).await?;
     txn.commit().await?;
-    Ok(model)
+    Ok(access)
 }
 
 async fn replace_labels(
@@ -302,33 +324,75 @@ async fn replace_tags(db: &impl ConnectionTrait, space_id: Uuid, tags: &[String]
     Ok(())
 }
 
-/// A space the principal can see, with the principal's permission on it; NOT_FOUND otherwise.
-pub async fn get(
+/// A space with its grants and the principal's permission (which may be NONE).
+async fn load_any(
     db: &impl ConnectionTrait,
     principal: &Principal,
     id: Uuid,
-) -> AppResult<(space::Model, Permission)> {
-    let space = space::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(|| AppError::not_found("space", id))?;
-    let permission = access::require(principal, &space, Permission::View)?;
-    Ok((space, permission))
+) -> AppResult<Option<SpaceAccess>> {
+    let Some(space) = space::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let grants = space_grant::Entity::find()
+        .filter(space_grant::Column::SpaceId.eq(id))
+        .order_by_asc(space_grant::Column::CreatedAt)
+        .all(db)
+        .await?;
+    let permission = access::permission(principal, &space, &grants);
+    Ok(Some(SpaceAccess {
+        space,
+        grants,
+        permission,
+    }))
 }
 
-/// Loads a space and checks `needed` permission (OWNER_ONLY / FORBIDDEN / NOT_FOUND otherwise).
-async fn get_for(
+/// A space the principal can see (VIEW or more); NOT_FOUND otherwise. Records nothing.
+pub async fn load(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<SpaceAccess> {
+    load_for(db, principal, id, Permission::View).await
+}
+
+/// Loads a space and checks `needed` (NOT_FOUND / OWNER_ONLY / FORBIDDEN otherwise).
+pub async fn load_for(
     db: &impl ConnectionTrait,
     principal: &Principal,
     id: Uuid,
     needed: Permission,
-) -> AppResult<space::Model> {
-    let space = space::Entity::find_by_id(id)
-        .one(db)
+) -> AppResult<SpaceAccess> {
+    let access = load_any(db, principal, id)
         .await?
         .ok_or_else(|| AppError::not_found("space", id))?;
-    access::require(principal, &space, needed)?;
-    Ok(space)
+    access::check(access.permission, needed, &access.space)?;
+    Ok(access)
+}
+
+/// `space(id)`: loads a visible space; a cross-tenant read is audited.
+pub async fn get(db: &Db, principal: &Principal, id: Uuid) -> AppResult<SpaceAccess> {
+    let access = load(&db.read, principal, id).await?;
+    audit::cross_tenant(&db.write, principal, "space.read", [&access.space]).await?;
+    Ok(access)
+}
+
+async fn record(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    space: &space::Model,
+    action: &str,
+) -> AppResult<()> {
+    audit::record(
+        db,
+        principal,
+        Event {
+            action,
+            resource_type: "space",
+            resource_id: space.id,
+            organization_id: space.organization_id,
+        },
+    )
+    .await
 }
 
 pub async fn update<C>(
@@ -336,7 +400,7 @@ pub async fn update<C>(
     principal: &Principal,
     id: Uuid,
     patch: SpacePatch,
-) -> AppResult<space::Model>
+) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -349,7 +413,9 @@ where
     let new_tags = patch.tags.map(|t| tags("tags", t)).transpose()?;
 
     let txn = db.begin().await?;
-    let current = get_for(&txn, principal, id, Permission::Owner).await?;
+    let current = load_for(&txn, principal, id, Permission::Owner)
+        .await?
+        .space;
     if patch.owner_id.is_some_and(|o| o != current.owner_id) {
         return Err(AppError::validation(
             "ownerId",
@@ -422,6 +488,14 @@ where
             changed = true;
         }
     }
+    if patch.grants.is_given() {
+        let grants =
+            sharing::resolve(&txn, current.organization_id, patch.grants.specs(), true).await?;
+        sharing::clear(&txn, id).await?;
+        sharing::upsert(&txn, id, &grants).await?;
+        record(&txn, principal, &current, "space.share").await?;
+        changed = true;
+    }
     let model = if changed {
         let display_name = match &active.name {
             sea_orm::ActiveValue::Set(n) | sea_orm::ActiveValue::Unchanged(n) => n.clone(),
@@ -435,50 +509,61 @@ where
     } else {
         current
     };
+    if cross_org(principal, &model) {
+        record(&txn, principal, &model, "space.update").await?;
+    }
+    let access = load(&txn, principal, model.id).await?;
     txn.commit().await?;
-    Ok(model)
+    Ok(access)
+}
+
+fn cross_org(principal: &Principal, space: &space::Model) -> bool {
+    principal.organization_id != space.organization_id
 }
 
 /// Soft delete: the space is hidden from lists (unless asked for) and keeps its memories.
-pub async fn delete<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<space::Model>
+pub async fn delete<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    let space = get_for(&txn, principal, id, Permission::Owner).await?;
-    let space = if space.deleted_at.is_some() {
-        space
-    } else {
-        let mut active: space::ActiveModel = space.into();
+    let space = load_for(&txn, principal, id, Permission::Owner)
+        .await?
+        .space;
+    if space.deleted_at.is_none() {
+        let mut active: space::ActiveModel = space.clone().into();
         let at = now();
         active.deleted_at = Set(Some(at));
         active.updated_at = Set(at);
-        active.update(&txn).await?
-    };
+        active.update(&txn).await?;
+        record(&txn, principal, &space, "space.delete").await?;
+    }
+    let access = load(&txn, principal, id).await?;
     txn.commit().await?;
-    Ok(space)
+    Ok(access)
 }
 
-pub async fn restore<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<space::Model>
+pub async fn restore<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    let space = get_for(&txn, principal, id, Permission::Owner).await?;
-    let space = if space.deleted_at.is_none() {
-        space
-    } else {
-        let name = space.name.clone();
-        let mut active: space::ActiveModel = space.into();
+    let space = load_for(&txn, principal, id, Permission::Owner)
+        .await?
+        .space;
+    if space.deleted_at.is_some() {
+        let mut active: space::ActiveModel = space.clone().into();
         active.deleted_at = Set(None);
         active.updated_at = Set(now());
         active
             .update(&txn)
             .await
-            .map_err(AppError::unique(duplicate_name(&name)))?
-    };
+            .map_err(AppError::unique(duplicate_name(&space.name)))?;
+        record(&txn, principal, &space, "space.restore").await?;
+    }
+    let access = load(&txn, principal, id).await?;
     txn.commit().await?;
-    Ok(space)
+    Ok(access)
 }
 
 /// Permanent delete; labels, tags (and later memories, grants, tokens) go with it by cascade.
@@ -487,7 +572,10 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    let space = get_for(&txn, principal, id, Permission::Owner).await?;
+    let space = load_for(&txn, principal, id, Permission::Owner)
+        .await?
+        .space;
+    record(&txn, principal, &space, "space.purge").await?;
     space.delete(&txn).await?;
     txn.commit().await?;
     Ok(id)
@@ -604,7 +692,9 @@ pub fn cursor_of(space: &space::Model, order: OrderField) -> String {
             CURSOR_CREATED,
             vec![time_key(&space.created_at), space.id.to_string()],
         ),
-        OrderField::Name => Cursor::new(CURSOR_NAME, vec![space.name.clone(), space.id.to_string()]),
+        OrderField::Name => {
+            Cursor::new(CURSOR_NAME, vec![space.name.clone(), space.id.to_string()])
+        }
     }
     .encode()
 }
@@ -644,13 +734,10 @@ fn keyset(col: space::Column, value: sea_orm::Value, id: Uuid, descending: bool)
     }
 }
 
-pub async fn list(
-    db: &impl ConnectionTrait,
-    principal: &Principal,
-    query: ListQuery,
-) -> AppResult<SpacePage> {
+/// `spaces`: a page of the spaces the principal can see. Cross-tenant appearances are audited.
+pub async fn list(db: &Db, principal: &Principal, query: ListQuery) -> AppResult<SpacePage> {
     let limit = page_size(query.first);
-    let condition = filter_condition(db.get_database_backend(), principal, &query.filter)?;
+    let condition = filter_condition(db.read.get_database_backend(), principal, &query.filter)?;
     let mut select = space::Entity::find().filter(condition.clone());
     if let Some(after) = &query.after {
         select = select.filter(after_condition(query.order, query.descending, after)?);
@@ -664,11 +751,45 @@ pub async fn list(
             .order_by_desc(sort_col)
             .order_by_desc(space::Column::Id)
     } else {
-        select.order_by_asc(sort_col).order_by_asc(space::Column::Id)
+        select
+            .order_by_asc(sort_col)
+            .order_by_asc(space::Column::Id)
     };
-    let rows = select.limit(limit + 1).all(db).await?;
+    let rows = select.limit(limit + 1).all(&db.read).await?;
+    let page = Page::from_overfetch(rows, limit, query.after.is_some());
+    let ids: Vec<Uuid> = page.items.iter().map(|s| s.id).collect();
+    let mut grants: std::collections::HashMap<Uuid, Vec<space_grant::Model>> =
+        std::collections::HashMap::new();
+    if !ids.is_empty() {
+        for g in space_grant::Entity::find()
+            .filter(space_grant::Column::SpaceId.is_in(ids))
+            .order_by_asc(space_grant::Column::CreatedAt)
+            .all(&db.read)
+            .await?
+        {
+            grants.entry(g.space_id).or_default().push(g);
+        }
+    }
+    audit::cross_tenant(&db.write, principal, "space.list", &page.items).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|space| {
+            let mine = grants.remove(&space.id).unwrap_or_default();
+            let permission = access::permission(principal, &space, &mine);
+            SpaceAccess {
+                space,
+                grants: mine,
+                permission,
+            }
+        })
+        .collect();
     Ok(SpacePage {
-        page: Page::from_overfetch(rows, limit, query.after.is_some()),
+        page: Page {
+            items,
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+        },
         condition,
     })
 }
@@ -690,17 +811,36 @@ mod tests {
 
     #[test]
     fn chunking_overlap_must_be_below_size() {
-        assert!(chunking(Chunking { size: 800, overlap: 100 }).is_ok());
-        assert!(chunking(Chunking { size: 800, overlap: 800 }).is_err());
-        assert!(chunking(Chunking { size: 10, overlap: 0 }).is_err());
-        assert!(chunking(Chunking { size: 800, overlap: -1 }).is_err());
+        assert!(chunking(Chunking {
+            size: 800,
+            overlap: 100
+        })
+        .is_ok());
+        assert!(chunking(Chunking {
+            size: 800,
+            overlap: 800
+        })
+        .is_err());
+        assert!(chunking(Chunking {
+            size: 10,
+            overlap: 0
+        })
+        .is_err());
+        assert!(chunking(Chunking {
+            size: 800,
+            overlap: -1
+        })
+        .is_err());
     }
 
     #[test]
     fn labels_reject_duplicates_and_bad_keys() {
         let ok = labels("labels", vec![("team".into(), "ml".into())]).unwrap();
         assert_eq!(ok, vec![("team".to_string(), "ml".to_string())]);
-        let dup = labels("labels", vec![("a".into(), "1".into()), ("a".into(), "2".into())]);
+        let dup = labels(
+            "labels",
+            vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+        );
         assert!(dup.is_err());
         assert!(labels("labels", vec![("".into(), "x".into())]).is_err());
         assert!(labels("labels", vec![("k".repeat(64), "x".into())]).is_err());
