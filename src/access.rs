@@ -380,7 +380,11 @@ mod tests {
             ),
         ];
         for (g, p, expected) in cases {
-            assert_eq!(permission(p, &s, &[g.clone()]), expected, "{g:?}");
+            assert_eq!(
+                permission(p, &s, std::slice::from_ref(&g)),
+                expected,
+                "{g:?}"
+            );
         }
     }
 

@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Connections in the database pool (PostgreSQL; SQLite readers).
     #[arg(long, env = "MEMSPACE_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Seconds between sweeps that delete expired memories.
+    #[arg(long, env = "MEMSPACE_SWEEP_INTERVAL_SECS", default_value_t = 60)]
+    pub sweep_interval_secs: u64,
 }
 
 /// Everything the app needs to run; built from [`ServeArgs`] by the CLI and directly by tests.
@@ -39,6 +42,7 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
+    pub sweep_interval: std::time::Duration,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
             admin_key: None,
             max_body_bytes: 2 * 1024 * 1024,
             db_pool_size: 16,
+            sweep_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -59,6 +64,7 @@ impl From<&ServeArgs> for Config {
             admin_key: args.admin_key.clone(),
             max_body_bytes: args.max_body_bytes,
             db_pool_size: args.db_pool_size,
+            sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs.max(1)),
         }
     }
 }

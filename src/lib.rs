@@ -9,12 +9,16 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod memories;
 pub mod pagination;
 pub mod schema;
 pub mod search;
 pub mod server;
 pub mod spaces;
 pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -27,6 +31,7 @@ use db::Db;
 pub struct App {
     pub router: Router,
     pub db: Db,
+    pub index: Arc<search::vector_index::VectorIndex>,
     /// The admin key generated on first start, to be shown once (None when the database was
     /// already set up or the operator chose the key).
     pub generated_admin_key: Option<String>,
@@ -39,7 +44,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .await
         .map_err(|e| anyhow::anyhow!(e.message()))
         .context("first-start bootstrap")?;
-    let schema = schema::build(Some(db.clone()));
+    let index = Arc::new(search::vector_index::VectorIndex::default());
+    spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
+    let schema = schema::build(Some((db.clone(), index.clone())));
     let state = server::AppState {
         schema,
         db: db.clone(),
@@ -47,8 +54,25 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     Ok(App {
         router: server::router(state, config.max_body_bytes),
         db,
+        index,
         generated_admin_key,
     })
+}
+
+/// Deletes expired memories every `interval` (they are already hidden from reads).
+fn spawn_expiry_sweep(db: Db, index: Arc<search::vector_index::VectorIndex>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match memories::service::sweep_expired(&db, &index).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired memories swept"),
+                Err(e) => tracing::warn!(error = ?e, "expiry sweep failed"),
+            }
+        }
+    });
 }
 
 /// The current time at the precision both databases keep (microseconds), so a value read back

@@ -12,22 +12,33 @@ use crate::directory::loaders::{
     AgentLoader, OrganizationLoader, UserDepartmentsLoader, UserLoader, UserRolesLoader,
 };
 use crate::error::AppError;
+use crate::memories::graphql::{MemoryMutation, MemoryQuery};
+use crate::memories::loaders::{MemoryStatsLoader, MemoryTagsLoader};
+use crate::search::graphql::SearchQuery;
+use crate::search::vector_index::VectorIndex;
 use crate::spaces::graphql::{SpaceMutation, SpaceQuery};
-use crate::spaces::loaders::{SpaceLabelsLoader, SpaceTagsLoader};
+use crate::spaces::loaders::{SpaceAccessLoader, SpaceLabelsLoader, SpaceTagsLoader};
+use std::sync::Arc;
 
 #[derive(MergedObject, Default)]
-pub struct Query(DirectoryQuery, SpaceQuery, AuditQuery);
+pub struct Query(
+    DirectoryQuery,
+    SpaceQuery,
+    MemoryQuery,
+    SearchQuery,
+    AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(DirectoryMutation, SpaceMutation);
+pub struct Mutation(DirectoryMutation, SpaceMutation, MemoryMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema. `db` is `None` for SDL export, which needs no data.
-pub fn build(db: Option<Db>) -> AppSchema {
+pub fn build(db: Option<(Db, Arc<VectorIndex>)>) -> AppSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
-    if let Some(db) = db {
-        builder = builder.data(db);
+    if let Some((db, index)) = db {
+        builder = builder.data(db).data(index);
     }
     builder.finish()
 }
@@ -46,10 +57,13 @@ pub struct Loaders {
     pub user_departments: DataLoader<UserDepartmentsLoader>,
     pub space_labels: DataLoader<SpaceLabelsLoader>,
     pub space_tags: DataLoader<SpaceTagsLoader>,
+    pub space_access: DataLoader<SpaceAccessLoader>,
+    pub memory_tags: DataLoader<MemoryTagsLoader>,
+    pub memory_stats: DataLoader<MemoryStatsLoader>,
 }
 
 impl Loaders {
-    pub fn new(db: &DatabaseConnection) -> Self {
+    pub fn new(db: &DatabaseConnection, principal: Option<Principal>) -> Self {
         let c = || db.clone();
         Loaders {
             organizations: DataLoader::new(OrganizationLoader(c()), tokio::spawn),
@@ -59,6 +73,9 @@ impl Loaders {
             user_departments: DataLoader::new(UserDepartmentsLoader(c()), tokio::spawn),
             space_labels: DataLoader::new(SpaceLabelsLoader(c()), tokio::spawn),
             space_tags: DataLoader::new(SpaceTagsLoader(c()), tokio::spawn),
+            space_access: DataLoader::new(SpaceAccessLoader { db: c(), principal }, tokio::spawn),
+            memory_tags: DataLoader::new(MemoryTagsLoader(c()), tokio::spawn),
+            memory_stats: DataLoader::new(MemoryStatsLoader(c()), tokio::spawn),
         }
     }
 }
@@ -66,6 +83,7 @@ impl Loaders {
 /// Context accessors for resolvers.
 pub trait Ctx {
     fn db(&self) -> &Db;
+    fn index(&self) -> &VectorIndex;
     fn principal(&self) -> Result<&Principal, AppError>;
     fn loaders(&self) -> Result<&Loaders, AppError>;
 }
@@ -75,6 +93,10 @@ impl Ctx for Context<'_> {
         // Present in every executing schema: only the data-free SDL builder lacks it, and it
         // never executes.
         self.data_unchecked::<Db>()
+    }
+
+    fn index(&self) -> &VectorIndex {
+        self.data_unchecked::<Arc<VectorIndex>>()
     }
 
     fn principal(&self) -> Result<&Principal, AppError> {

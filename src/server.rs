@@ -130,7 +130,8 @@ async fn execute(
                 );
             }
         };
-        let request = request.data(principal).data(Loaders::new(&state.db.read));
+        let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
+        let request = request.data(principal).data(loaders);
         let mut response = state.schema.execute(request).await;
         for err in &mut response.errors {
             let ext = err.extensions.get_or_insert_with(Default::default);

@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_foundation;
 mod m20261127_000002_sharing;
+mod m20261127_000003_memories;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_foundation::Migration),
             Box::new(m20261127_000002_sharing::Migration),
+            Box::new(m20261127_000003_memories::Migration),
         ]
     }
 }

@@ -141,7 +141,7 @@ async fn insert_key(
     name: &str,
     key: keys::NewKey,
 ) -> AppResult<api_key::Model> {
-    Ok(api_key::ActiveModel {
+    api_key::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(organization_id),
         user_id: Set(user_id),
@@ -154,7 +154,7 @@ async fn insert_key(
     }
     .insert(db)
     .await
-    .map_err(AppError::unique("this API key is already in use"))?)
+    .map_err(AppError::unique("this API key is already in use"))
 }
 
 pub async fn create_user(
@@ -167,7 +167,7 @@ pub async fn create_user(
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
     let email = validate::email("email", email)?;
-    Ok(user::ActiveModel {
+    user::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name),
@@ -179,7 +179,7 @@ pub async fn create_user(
     .await
     .map_err(AppError::unique(format!(
         "a user with email {email:?} already exists in this organization"
-    )))?)
+    )))
 }
 
 pub async fn create_role(
@@ -189,7 +189,7 @@ pub async fn create_role(
 ) -> AppResult<role::Model> {
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
-    Ok(role::ActiveModel {
+    role::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name.clone()),
@@ -199,7 +199,7 @@ pub async fn create_role(
     .await
     .map_err(AppError::unique(format!(
         "a role named {name:?} already exists"
-    )))?)
+    )))
 }
 
 pub async fn create_department(
@@ -209,7 +209,7 @@ pub async fn create_department(
 ) -> AppResult<department::Model> {
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
-    Ok(department::ActiveModel {
+    department::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name.clone()),
@@ -219,7 +219,7 @@ pub async fn create_department(
     .await
     .map_err(AppError::unique(format!(
         "a department named {name:?} already exists"
-    )))?)
+    )))
 }
 
 /// A user of the principal's own organization, or NOT_FOUND.
@@ -317,7 +317,7 @@ pub async fn create_agent(
     require_admin(principal)?;
     let handle = validate::handle("handle", handle)?;
     let name = validate::text("name", name, 1, 255)?;
-    Ok(agent::ActiveModel {
+    agent::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         handle: Set(handle.clone()),
@@ -328,7 +328,7 @@ pub async fn create_agent(
     .await
     .map_err(AppError::unique(format!(
         "an agent with handle {handle:?} already exists"
-    )))?)
+    )))
 }
 
 /// Whom a new API key is for.

@@ -1,2 +1,9 @@
-//! Embedders and (later) search. For now: the registry of embedders a space can choose.
+//! Embedders, chunking, the in-process vector index, keyword search, rank fusion, and the search
+//! service that puts them together.
+pub mod chunking;
 pub mod embedder;
+pub mod fusion;
+pub mod graphql;
+pub mod keyword;
+pub mod service;
+pub mod vector_index;

@@ -9,13 +9,15 @@ use super::service::{
     self, Chunking, ListFilter, ListQuery, NewSpace, OrderField, SpaceAccess, SpacePatch,
 };
 use super::sharing::{self, GrantLists, GrantSpec};
-use super::tokens;
 use super::AccessMode;
+use super::{links, tokens};
 use crate::access::{Permission, SubjectKind};
 use crate::auth::PrincipalKind;
 use crate::directory::graphql::Agent;
 use crate::directory::graphql::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::error::AppError;
+use crate::memories::graphql::{MemoryConnection, MemoryFilterInput};
+use crate::memories::loaders::MemoryStats;
 use crate::pagination::PageInfo;
 use crate::schema::{input_id, loader_err, resource_id, Ctx};
 use crate::search::embedder::{self, EmbedderKind};
@@ -173,11 +175,11 @@ impl Space {
         AccessMode::parse(&self.model.access_mode)
     }
     async fn embedder(&self) -> EmbedderInfo {
-        match embedder::find(&self.model.embedder) {
-            Some(spec) => EmbedderInfo {
-                name: spec.name.to_string(),
-                dimension: spec.dimension as i32,
-                kind: spec.kind,
+        match embedder::registry().get(&self.model.embedder) {
+            Some(e) => EmbedderInfo {
+                name: e.name().to_string(),
+                dimension: e.dimension() as i32,
+                kind: e.kind(),
             },
             // An embedder this build does not know (configured elsewhere): report it by name.
             None => EmbedderInfo {
@@ -223,6 +225,46 @@ impl Space {
             .map(SpaceToken)
             .collect())
     }
+    /// Live memories in the space (DataLoader-batched across a page of spaces).
+    async fn memory_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.stats(ctx).await?.count)
+    }
+    /// Bytes of memory content in the space (DataLoader-batched).
+    async fn used_storage(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.stats(ctx).await?.bytes)
+    }
+    /// The space's memories, newest first by default (`order: ASC` for oldest first).
+    async fn memories(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<MemoryFilterInput>,
+        #[graphql(default)] order: OrderDirection,
+    ) -> Result<MemoryConnection> {
+        let p = ctx.principal()?;
+        let filter = filter.unwrap_or_default().parse()?;
+        let (page, cond) = crate::memories::service::list(
+            ctx.db(),
+            p,
+            &self.model,
+            first,
+            after.as_deref(),
+            &filter,
+            order == OrderDirection::Desc,
+        )
+        .await?;
+        Ok(MemoryConnection::new(page, cond))
+    }
+    /// Linked spaces the caller can read; searching this space searches them too.
+    async fn linked_spaces(&self, ctx: &Context<'_>) -> Result<Vec<Space>> {
+        let p = ctx.principal()?;
+        Ok(links::linked(&ctx.db().read, p, self.model.id)
+            .await?
+            .into_iter()
+            .map(Space::from)
+            .collect())
+    }
     /// The caller's permission on this space.
     async fn viewer_permission(&self) -> Permission {
         self.permission
@@ -240,6 +282,18 @@ impl Space {
     /// Set while the space is soft-deleted; `restoreSpace` clears it.
     async fn deleted_at(&self) -> Option<DateTime<Utc>> {
         self.model.deleted_at
+    }
+}
+
+impl Space {
+    async fn stats(&self, ctx: &Context<'_>) -> Result<MemoryStats> {
+        Ok(ctx
+            .loaders()?
+            .memory_stats
+            .load_one(self.model.id)
+            .await
+            .map_err(loader_err)?
+            .unwrap_or_default())
     }
 }
 
@@ -676,6 +730,23 @@ impl SpaceMutation {
             token,
             space_token: SpaceToken(row),
         })
+    }
+
+    /// Links another space to this one (OWNER here, VIEW there): searching this space also
+    /// searches the linked one, for callers who can read it.
+    async fn link_space(&self, ctx: &Context<'_>, id: ID, linked_space_id: ID) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let linked = resource_id("space", &linked_space_id)?;
+        Ok(links::link(&ctx.db().write, p, id, linked).await?.into())
+    }
+
+    /// Removes a link (OWNER permission).
+    async fn unlink_space(&self, ctx: &Context<'_>, id: ID, linked_space_id: ID) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let linked = resource_id("space", &linked_space_id)?;
+        Ok(links::unlink(&ctx.db().write, p, id, linked).await?.into())
     }
 
     /// Revokes a space token (OWNER permission on its space). Returns its id.

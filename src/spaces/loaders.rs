@@ -49,3 +49,51 @@ impl Loader<Uuid> for SpaceTagsLoader {
         Ok(out)
     }
 }
+
+/// Spaces with their grants and the request principal's permission, by id (for `Memory.space`).
+/// Invisible spaces are absent.
+pub struct SpaceAccessLoader {
+    pub db: DatabaseConnection,
+    pub principal: Option<crate::auth::Principal>,
+}
+
+impl Loader<Uuid> for SpaceAccessLoader {
+    type Value = crate::spaces::service::SpaceAccess;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        use entity::{space, space_grant};
+        let Some(principal) = &self.principal else {
+            return Ok(HashMap::new());
+        };
+        let spaces = space::Entity::find()
+            .filter(space::Column::Id.is_in(keys.iter().copied()))
+            .all(&self.db)
+            .await?;
+        let mut grants: HashMap<Uuid, Vec<space_grant::Model>> = HashMap::new();
+        for g in space_grant::Entity::find()
+            .filter(space_grant::Column::SpaceId.is_in(keys.iter().copied()))
+            .order_by_asc(space_grant::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+        {
+            grants.entry(g.space_id).or_default().push(g);
+        }
+        let mut out = HashMap::new();
+        for space in spaces {
+            let mine = grants.remove(&space.id).unwrap_or_default();
+            let permission = crate::access::permission(principal, &space, &mine);
+            if permission >= crate::access::Permission::View {
+                out.insert(
+                    space.id,
+                    crate::spaces::service::SpaceAccess {
+                        space,
+                        grants: mine,
+                        permission,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+}

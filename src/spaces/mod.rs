@@ -1,5 +1,6 @@
 //! Spaces: containers of memories with an owner, labels, tags, an access mode and an embedder.
 pub mod graphql;
+pub mod links;
 pub mod loaders;
 pub mod service;
 pub mod sharing;

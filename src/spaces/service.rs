@@ -183,10 +183,10 @@ fn embedder_name(name: Option<String>) -> AppResult<String> {
     let name = name.map(|n| n.trim().to_string());
     match name {
         None => Ok(embedder::DEFAULT_EMBEDDER.to_string()),
-        Some(n) => match embedder::find(&n) {
-            Some(spec) => Ok(spec.name.to_string()),
+        Some(n) => match embedder::registry().get(&n) {
+            Some(e) => Ok(e.name().to_string()),
             None => {
-                let names: Vec<&str> = embedder::available().iter().map(|e| e.name).collect();
+                let names = embedder::registry().names();
                 Err(AppError::validation(
                     "embedder",
                     format!("unknown embedder {n:?}; available: {}", names.join(", ")),

@@ -183,3 +183,187 @@ async fn fresh_pg_schema(base: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
+
+impl GqlResponse {
+    /// The `extensions.field` of the single error; panics when there is not exactly one error.
+    pub fn field(&self) -> String {
+        self.code();
+        self.error()["extensions"]["field"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error names no field: {}", self.body))
+            .to_string()
+    }
+}
+
+impl TestApp {
+    /// Creates a user in the organization of `admin_key` and returns (user id, API key).
+    pub async fn user_in(&self, admin_key: &str, name: &str, is_admin: bool) -> (String, String) {
+        let email = format!("{}-{}@example.com", name, uuid::Uuid::now_v7().simple());
+        let r = self
+            .gql_as(
+                Some(admin_key),
+                "mutation($n:String!,$e:String!,$a:Boolean!){ createUser(input:{name:$n,email:$e,isAdmin:$a}){ id } }",
+                json!({"n": name, "e": email, "a": is_admin}),
+            )
+            .await;
+        let id = r.data()["createUser"]["id"].as_str().unwrap().to_string();
+        let key = self.key_for_user(admin_key, &id).await;
+        (id, key)
+    }
+
+    /// Creates an agent in the admin's organization and returns (agent id, API key).
+    pub async fn agent(&self, handle: &str) -> (String, String) {
+        let r = self
+            .gql(
+                "mutation($h:String!){ createAgent(input:{handle:$h,name:$h}){ id } }",
+                json!({ "h": handle }),
+            )
+            .await;
+        let id = r.data()["createAgent"]["id"].as_str().unwrap().to_string();
+        let r = self
+            .gql(
+                "mutation($a:ID!){ createApiKey(input:{agentId:$a,name:\"test\"}){ key } }",
+                json!({ "a": id }),
+            )
+            .await;
+        let key = r.data()["createApiKey"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, key)
+    }
+
+    /// Runs `createSpace` as `key` with the whole input given; returns the raw response.
+    pub async fn create_space_as(&self, key: &str, input: Value) -> GqlResponse {
+        self.gql_as(
+            Some(key),
+            "mutation($i:CreateSpaceInput!){ createSpace(input:$i){ id name } }",
+            json!({ "i": input }),
+        )
+        .await
+    }
+}
+
+// Directory and sharing helpers used by the access tests (access_matrix, access_property, sharing).
+impl TestApp {
+    /// Runs a mutation/query as `key` and returns `data[field]["id"]` (panics on errors).
+    async fn id_of(&self, key: &str, query: &str, vars: Value, field: &str) -> String {
+        let r = self.gql_as(Some(key), query, vars).await;
+        r.data()[field]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field}.id in {}", r.body))
+            .to_string()
+    }
+
+    /// Creates a role in the organization of `admin_key`; returns its id.
+    pub async fn role_in(&self, admin_key: &str, name: &str) -> String {
+        self.id_of(
+            admin_key,
+            "mutation($n:String!){ createRole(input:{name:$n}){ id } }",
+            json!({ "n": name }),
+            "createRole",
+        )
+        .await
+    }
+
+    /// Creates a department in the organization of `admin_key`; returns its id.
+    pub async fn department_in(&self, admin_key: &str, name: &str) -> String {
+        self.id_of(
+            admin_key,
+            "mutation($n:String!){ createDepartment(input:{name:$n}){ id } }",
+            json!({ "n": name }),
+            "createDepartment",
+        )
+        .await
+    }
+
+    /// Gives `user_id` the role, as `admin_key`.
+    pub async fn assign_role_as(&self, admin_key: &str, user_id: &str, role_id: &str) {
+        self.gql_as(
+            Some(admin_key),
+            "mutation($u:ID!,$r:ID!){ assignRole(userId:$u,roleId:$r){ id } }",
+            json!({ "u": user_id, "r": role_id }),
+        )
+        .await
+        .data();
+    }
+
+    /// Puts `user_id` in the department, as `admin_key`.
+    pub async fn assign_department_as(&self, admin_key: &str, user_id: &str, department_id: &str) {
+        self.gql_as(
+            Some(admin_key),
+            "mutation($u:ID!,$d:ID!){ assignDepartment(userId:$u,departmentId:$d){ id } }",
+            json!({ "u": user_id, "d": department_id }),
+        )
+        .await
+        .data();
+    }
+
+    /// Creates an agent in the organization of `admin_key`; returns (agent id, API key).
+    pub async fn agent_in(&self, admin_key: &str, handle: &str) -> (String, String) {
+        let id = self
+            .id_of(
+                admin_key,
+                "mutation($h:String!){ createAgent(input:{handle:$h,name:$h}){ id } }",
+                json!({ "h": handle }),
+                "createAgent",
+            )
+            .await;
+        let r = self
+            .gql_as(
+                Some(admin_key),
+                "mutation($a:ID!){ createApiKey(input:{agentId:$a,name:\"test\"}){ key } }",
+                json!({ "a": id }),
+            )
+            .await;
+        let key = r.data()["createApiKey"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, key)
+    }
+
+    /// The organization id of the caller (a user or agent key).
+    pub async fn org_id_of(&self, key: &str) -> String {
+        let r = self
+            .gql_as(Some(key), "{ viewer{ organization{ id } } }", json!({}))
+            .await;
+        r.data()["viewer"]["organization"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `shareSpace` as `key`; returns the raw response.
+    pub async fn share_as(&self, key: &str, space_id: &str, grants: Value) -> GqlResponse {
+        self.gql_as(
+            Some(key),
+            "mutation($id:ID!,$g:[GrantInput!]!){ shareSpace(id:$id,grants:$g){ id } }",
+            json!({ "id": space_id, "g": grants }),
+        )
+        .await
+    }
+
+    /// `createSpaceToken` as `key`; returns (token id, secret). Panics on errors.
+    pub async fn space_token_as(
+        &self,
+        key: &str,
+        space_id: &str,
+        permission: &str,
+        expires_at: Option<String>,
+    ) -> (String, String) {
+        let r = self
+            .gql_as(
+                Some(key),
+                "mutation($s:ID!,$p:Permission!,$e:DateTime){ \
+                   createSpaceToken(spaceId:$s,permission:$p,expiresAt:$e){ token spaceToken{ id } } }",
+                json!({ "s": space_id, "p": permission, "e": expires_at }),
+            )
+            .await;
+        let t = &r.data()["createSpaceToken"];
+        (
+            t["spaceToken"]["id"].as_str().unwrap().to_string(),
+            t["token"].as_str().unwrap().to_string(),
+        )
+    }
+}

@@ -3,6 +3,9 @@
 //! One binary with modules keeps link time down.
 mod common;
 
+mod access_matrix;
+mod access_property;
 mod auth;
+mod sharing;
 mod identity;
 mod spaces;

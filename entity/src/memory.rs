@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+/// A piece of text in a space. `metadata` is a JSON object serialised as text; `author_kind` is
+/// USER, AGENT or SPACE_TOKEN. On PostgreSQL the table also has a generated `content_tsv`.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "memories")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub space_id: Uuid,
+    pub content: String,
+    pub content_bytes: i32,
+    pub metadata: Option<String>,
+    pub importance: i32,
+    pub confidence: f64,
+    pub recall_count: i32,
+    pub author_kind: String,
+    pub author_id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub thread_id: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub expires_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,385 @@
+//! GraphQL types and resolvers of memories.
+use async_graphql::{
+    ComplexObject, Context, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject, ID,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+
+use super::service::{self, MemoryDraft, MemoryFilter, MemoryPatch};
+use crate::directory::graphql::{load_principal, Agent, PrincipalObject};
+use crate::error::AppError;
+use crate::pagination::PageInfo;
+use crate::schema::{input_id, loader_err, resource_id, Ctx};
+use crate::spaces::graphql::Space;
+use entity::memory;
+
+/// A piece of text in a space, embedded on write and found again by meaning or keyword.
+pub struct Memory(pub memory::Model);
+
+#[Object]
+impl Memory {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn space(&self, ctx: &Context<'_>) -> Result<Space> {
+        let access = ctx
+            .loaders()?
+            .space_access
+            .load_one(self.0.space_id)
+            .await
+            .map_err(loader_err)?
+            .ok_or_else(|| AppError::not_found("space", self.0.space_id))?;
+        Ok(access.into())
+    }
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+    /// Tags, alphabetical.
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(ctx
+            .loaders()?
+            .memory_tags
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_err)?
+            .unwrap_or_default())
+    }
+    /// A JSON object.
+    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
+        self.0
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .map(Json)
+    }
+    /// 1–10.
+    async fn importance(&self) -> i32 {
+        self.0.importance
+    }
+    /// 0.0–1.0.
+    async fn confidence(&self) -> f64 {
+        self.0.confidence
+    }
+    /// How many times a search returned this memory.
+    async fn recall_count(&self) -> i32 {
+        self.0.recall_count
+    }
+    /// The user or agent that wrote it; null when written with a space token.
+    async fn author(&self, ctx: &Context<'_>) -> Result<Option<PrincipalObject>> {
+        match service::author_kind(&self.0) {
+            Some(kind) => load_principal(ctx, kind, self.0.author_id).await,
+            None => Ok(None),
+        }
+    }
+    /// The agent this memory is about or from.
+    async fn agent(&self, ctx: &Context<'_>) -> Result<Option<Agent>> {
+        let Some(id) = self.0.agent_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()?
+            .agents
+            .load_one(id)
+            .await
+            .map_err(loader_err)?
+            .map(Agent))
+    }
+    async fn thread_id(&self) -> Option<&str> {
+        self.0.thread_id.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// After this time the memory is never returned, and a periodic sweep deletes it.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct MemoryEdge {
+    cursor: String,
+    node: Memory,
+}
+
+/// A page of memories.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct MemoryConnection {
+    edges: Vec<MemoryEdge>,
+    page_info: PageInfo,
+    #[graphql(skip)]
+    condition: Condition,
+}
+
+#[ComplexObject]
+impl MemoryConnection {
+    /// Number of memories matching the filter (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
+    }
+}
+
+impl MemoryConnection {
+    pub fn new(page: crate::pagination::Page<memory::Model>, condition: Condition) -> Self {
+        let edges: Vec<MemoryEdge> = page
+            .items
+            .into_iter()
+            .map(|m| MemoryEdge {
+                cursor: service::cursor_of(&m),
+                node: Memory(m),
+            })
+            .collect();
+        MemoryConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                has_previous_page: page.has_previous_page,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            condition,
+        }
+    }
+}
+
+/// Filters on memories; given fields must all match.
+#[derive(InputObject, Default, Clone)]
+pub struct MemoryFilterInput {
+    /// Memories with any of these tags.
+    tags: Option<Vec<String>>,
+    agent_id: Option<ID>,
+    thread_id: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+}
+
+impl MemoryFilterInput {
+    pub fn parse(self) -> Result<MemoryFilter, AppError> {
+        Ok(MemoryFilter {
+            tags: self.tags.unwrap_or_default(),
+            agent_id: self
+                .agent_id
+                .map(|a| input_id("filter.agentId", &a))
+                .transpose()?,
+            thread_id: self.thread_id,
+            created_after: self.created_after,
+            created_before: self.created_before,
+        })
+    }
+}
+
+/// A memory to write (in `createMemories`).
+#[derive(InputObject, Clone)]
+pub struct MemoryInput {
+    /// 1–32,768 characters.
+    content: String,
+    /// Up to 50 tags of 1–64 characters.
+    #[graphql(default)]
+    tags: Vec<String>,
+    /// A JSON object of at most 16 KiB.
+    metadata: Option<Json<serde_json::Value>>,
+    /// 1–10, default 5.
+    importance: Option<i32>,
+    /// 0.0–1.0, default 1.0.
+    confidence: Option<f64>,
+    /// An agent of the space's organization.
+    agent_id: Option<ID>,
+    thread_id: Option<String>,
+    /// Must be in the future.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl MemoryInput {
+    fn draft(self) -> Result<MemoryDraft, AppError> {
+        Ok(MemoryDraft {
+            content: self.content,
+            tags: self.tags,
+            metadata: self.metadata.map(|j| j.0),
+            importance: self.importance,
+            confidence: self.confidence,
+            agent_id: self.agent_id.map(|a| input_id("agentId", &a)).transpose()?,
+            thread_id: self.thread_id,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// A memory to write in one space.
+#[derive(InputObject)]
+pub struct CreateMemoryInput {
+    space_id: ID,
+    /// 1–32,768 characters.
+    content: String,
+    #[graphql(default)]
+    tags: Vec<String>,
+    metadata: Option<Json<serde_json::Value>>,
+    importance: Option<i32>,
+    confidence: Option<f64>,
+    agent_id: Option<ID>,
+    thread_id: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Changes to a memory; an omitted field is unchanged, `null` clears a nullable one.
+#[derive(InputObject)]
+pub struct UpdateMemoryInput {
+    content: Option<String>,
+    /// Replaces all tags.
+    tags: Option<Vec<String>>,
+    metadata: MaybeUndefined<Json<serde_json::Value>>,
+    importance: Option<i32>,
+    confidence: Option<f64>,
+    thread_id: MaybeUndefined<String>,
+    expires_at: MaybeUndefined<DateTime<Utc>>,
+}
+
+/// One message of a conversation thread.
+#[derive(InputObject)]
+pub struct ThreadMessageInput {
+    /// Who spoke: `user`, `assistant`, `system`, a tool name… (1–64 characters).
+    role: String,
+    content: String,
+}
+
+fn maybe<T>(v: MaybeUndefined<T>) -> Option<Option<T>> {
+    match v {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryQuery;
+
+#[Object]
+impl MemoryQuery {
+    /// One memory; NOT_FOUND when it does not exist, expired, or its space is not readable.
+    async fn memory(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Memory>> {
+        let p = ctx.principal()?;
+        let id = resource_id("memory", &id)?;
+        Ok(Some(Memory(service::get(ctx.db(), p, id).await?)))
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryMutation;
+
+#[Object]
+impl MemoryMutation {
+    /// Writes a memory (EDIT permission on the space).
+    async fn create_memory(&self, ctx: &Context<'_>, input: CreateMemoryInput) -> Result<Memory> {
+        let p = ctx.principal()?;
+        let space_id = resource_id("space", &input.space_id)?;
+        let draft = MemoryInput {
+            content: input.content,
+            tags: input.tags,
+            metadata: input.metadata,
+            importance: input.importance,
+            confidence: input.confidence,
+            agent_id: input.agent_id,
+            thread_id: input.thread_id,
+            expires_at: input.expires_at,
+        }
+        .draft()?;
+        let mut rows =
+            service::create_many(ctx.db(), ctx.index(), p, space_id, vec![draft], false).await?;
+        let m = rows
+            .pop()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no memory written")))?;
+        Ok(Memory(m))
+    }
+
+    /// Writes 1–1000 memories in one transaction: all or nothing. The first bad item is
+    /// reported with its 0-based `extensions.index`.
+    async fn create_memories(
+        &self,
+        ctx: &Context<'_>,
+        space_id: ID,
+        inputs: Vec<MemoryInput>,
+    ) -> Result<Vec<Memory>> {
+        let p = ctx.principal()?;
+        let space_id = resource_id("space", &space_id)?;
+        let mut drafts = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            drafts.push(input.draft().map_err(|e| match e {
+                AppError::Validation { field, message, .. } => AppError::Validation {
+                    field,
+                    message: format!("item {i}: {message}"),
+                    details: Some(serde_json::json!({ "index": i })),
+                },
+                other => other,
+            })?);
+        }
+        let rows = service::create_many(ctx.db(), ctx.index(), p, space_id, drafts, true).await?;
+        Ok(rows.into_iter().map(Memory).collect())
+    }
+
+    /// Changes a memory (EDIT permission); a new content is re-chunked and re-embedded.
+    async fn update_memory(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateMemoryInput,
+    ) -> Result<Memory> {
+        let p = ctx.principal()?;
+        let id = resource_id("memory", &id)?;
+        let patch = MemoryPatch {
+            content: input.content,
+            tags: input.tags,
+            metadata: maybe(input.metadata).map(|m| m.map(|j| j.0)),
+            importance: input.importance,
+            confidence: input.confidence,
+            thread_id: maybe(input.thread_id),
+            expires_at: maybe(input.expires_at),
+        };
+        Ok(Memory(
+            service::update(ctx.db(), ctx.index(), p, id, patch).await?,
+        ))
+    }
+
+    /// Deletes a memory (EDIT permission). Returns its id.
+    async fn delete_memory(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let p = ctx.principal()?;
+        let id = resource_id("memory", &id)?;
+        Ok(ID(service::delete(ctx.db(), ctx.index(), p, id)
+            .await?
+            .to_string()))
+    }
+
+    /// Stores each message of a conversation as a memory of that thread (role in
+    /// `metadata.role`), so the thread becomes shared memory of the space. One transaction.
+    async fn add_thread_messages(
+        &self,
+        ctx: &Context<'_>,
+        space_id: ID,
+        thread_id: String,
+        messages: Vec<ThreadMessageInput>,
+    ) -> Result<Vec<Memory>> {
+        let p = ctx.principal()?;
+        let space_id = resource_id("space", &space_id)?;
+        let mut drafts = Vec::with_capacity(messages.len());
+        for (i, m) in messages.into_iter().enumerate() {
+            let role = crate::validate::text("role", &m.role, 1, 64).map_err(|e| match e {
+                AppError::Validation { field, message, .. } => AppError::Validation {
+                    field,
+                    message: format!("item {i}: {message}"),
+                    details: Some(serde_json::json!({ "index": i })),
+                },
+                other => other,
+            })?;
+            drafts.push(MemoryDraft {
+                content: m.content,
+                metadata: Some(serde_json::json!({ "role": role })),
+                thread_id: Some(thread_id.clone()),
+                ..Default::default()
+            });
+        }
+        let rows = service::create_many(ctx.db(), ctx.index(), p, space_id, drafts, true).await?;
+        Ok(rows.into_iter().map(Memory).collect())
+    }
+}

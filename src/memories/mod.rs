@@ -1,0 +1,4 @@
+//! Memories: text in a space, embedded on write, listed, updated, deleted, expired.
+pub mod graphql;
+pub mod loaders;
+pub mod service;

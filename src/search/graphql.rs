@@ -1,0 +1,73 @@
+//! `searchMemories`.
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
+
+use super::service::{self, SearchMode, SearchRequest};
+use crate::memories::graphql::{Memory, MemoryFilterInput};
+use crate::schema::{resource_id, Ctx};
+
+#[derive(InputObject)]
+pub struct SearchInput {
+    /// What to look for (1–4096 characters).
+    query: String,
+    /// Spaces to search (plus their readable linked spaces); default: every space you can read.
+    /// An id you cannot read → NOT_FOUND.
+    space_ids: Option<Vec<ID>>,
+    #[graphql(default)]
+    mode: SearchMode,
+    filter: Option<MemoryFilterInput>,
+    /// 1–100, default 10.
+    #[graphql(default = 10)]
+    limit: i32,
+    /// Drop hits scoring below this (in the mode's own scale).
+    min_score: Option<f64>,
+}
+
+/// A memory found by a search.
+#[derive(SimpleObject)]
+pub struct MemoryHit {
+    memory: Memory,
+    /// KEYWORD: BM25 (SQLite) or ts_rank_cd (PostgreSQL); SEMANTIC: cosine; HYBRID: RRF.
+    score: f64,
+    /// The best-matching chunk of the memory.
+    chunk: String,
+}
+
+#[derive(Default)]
+pub struct SearchQuery;
+
+#[Object]
+impl SearchQuery {
+    /// Finds memories by meaning, keyword, or both, in the spaces the caller can read.
+    async fn search_memories(
+        &self,
+        ctx: &Context<'_>,
+        input: SearchInput,
+    ) -> Result<Vec<MemoryHit>> {
+        let p = ctx.principal()?;
+        let space_ids = input
+            .space_ids
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| resource_id("space", id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let req = SearchRequest {
+            query: input.query,
+            space_ids,
+            mode: input.mode,
+            filter: input.filter.unwrap_or_default().parse()?,
+            limit: input.limit,
+            min_score: input.min_score,
+        };
+        let hits = service::search(ctx.db(), ctx.index(), p, req).await?;
+        Ok(hits
+            .into_iter()
+            .map(|h| MemoryHit {
+                memory: Memory(h.memory),
+                score: h.score,
+                chunk: h.chunk,
+            })
+            .collect())
+    }
+}
