@@ -30,6 +30,8 @@ use db::Db;
 /// A built application, ready to serve.
 pub struct App {
     pub router: Router,
+    /// The executable schema (for in-process use: benchmarks, tools).
+    pub schema: schema::AppSchema,
     pub db: Db,
     pub index: Arc<search::vector_index::VectorIndex>,
     /// The admin key generated on first start, to be shown once (None when the database was
@@ -48,11 +50,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     let schema = schema::build(Some((db.clone(), index.clone())));
     let state = server::AppState {
-        schema,
+        schema: schema.clone(),
         db: db.clone(),
     };
     Ok(App {
         router: server::router(state, config.max_body_bytes),
+        schema,
         db,
         index,
         generated_admin_key,

@@ -1,6 +1,5 @@
 //! The access matrix of DESIGN.md §4: every kind of principal × every space operation, written
 //! as one literal table; plus the space-token world and the audit trail of cross-tenant access.
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -43,7 +42,9 @@ impl Outcome {
                 "NOT_FOUND" => Outcome::NotFound,
                 "FORBIDDEN" => Outcome::Forbidden,
                 "OWNER_ONLY" => Outcome::OwnerOnly,
-                "UNAUTHENTICATED" => Outcome::Other(format!("UNAUTHENTICATED with HTTP {}", r.status)),
+                "UNAUTHENTICATED" => {
+                    Outcome::Other(format!("UNAUTHENTICATED with HTTP {}", r.status))
+                }
                 other => Outcome::Other(other.to_string()),
             },
             many => Outcome::Other(format!("{many:?}")),
@@ -72,6 +73,11 @@ enum Who {
     AgentGrantView,
     /// The agent set by `assignAgent`.
     AssignedAgent,
+    /// An agent of the owner's organization; the space is ORGANIZATION.
+    AgentOnOrganization,
+    /// An agent of the owner's organization; the space has `editableByUsers: ["*"]` (agents are
+    /// not users, so it does not apply to them).
+    AgentOnAllUsersEdit,
     /// A user of another organization; the space is ORGANIZATION.
     OtherOrgUser,
     /// The admin of another organization; the space is PRIVATE.
@@ -113,7 +119,7 @@ const OPS: [Op; 7] = [
 /// (principal, its `viewerPermission` on the space ("-" when it cannot read it), one outcome per
 /// column of [`OPS`]).
 #[rustfmt::skip]
-const MATRIX: [(Who, &str, [Outcome; 7]); 20] = [
+const MATRIX: [(Who, &str, [Outcome; 7]); 22] = [
     //                                get list update share delete purge createToken
     (Owner,                "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
     (OrgAdmin,             "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
@@ -126,6 +132,8 @@ const MATRIX: [(Who, &str, [Outcome; 7]); 20] = [
     (AllUsersEdit,         "EDIT",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
     (AgentGrantView,       "VIEW",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
     (AssignedAgent,        "EDIT",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
+    (AgentOnOrganization,  "VIEW",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
+    (AgentOnAllUsersEdit,  "-",     [NF, NF,  NF,    NF,   NF,    NF,   NF]),
     (OtherOrgUser,         "-",     [NF, NF,  NF,    NF,   NF,    NF,   NF]),
     (OtherOrgAdmin,        "-",     [NF, NF,  NF,    NF,   NF,    NF,   NF]),
     (OtherOrgTenantGrant,  "VIEW",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
@@ -199,6 +207,7 @@ struct Fixture {
     key: Option<String>,
 }
 
+/// A list of one grant, for `grants` inputs and `shareSpace`.
 fn grant(kind: &str, id: &str, permission: &str) -> Value {
     json!([{ "subjectKind": kind, "subjectId": id, "permission": permission }])
 }
@@ -206,7 +215,9 @@ fn grant(kind: &str, id: &str, permission: &str) -> Value {
 async fn fixture(app: &TestApp, w: &World, who: Who) -> Fixture {
     let name = format!("matrix-{}", uuid::Uuid::now_v7().simple());
     let input = match who {
-        MemberOnOrganization | OtherOrgUser => json!({ "accessMode": "ORGANIZATION" }),
+        MemberOnOrganization | AgentOnOrganization | OtherOrgUser => {
+            json!({ "accessMode": "ORGANIZATION" })
+        }
         OtherOrgOnPublic => json!({ "accessMode": "PUBLIC" }),
         UserGrantView => json!({ "grants": grant("USER", &w.viewer.0, "VIEW") }),
         UserGrantEdit => json!({ "grants": grant("USER", &w.editor.0, "EDIT") }),
@@ -214,7 +225,7 @@ async fn fixture(app: &TestApp, w: &World, who: Who) -> Fixture {
         DepartmentGrantView => {
             json!({ "grants": grant("DEPARTMENT", &w.department_id, "VIEW") })
         }
-        AllUsersEdit => json!({ "editableByUsers": ["*"] }),
+        AllUsersEdit | AgentOnAllUsersEdit => json!({ "editableByUsers": ["*"] }),
         AgentGrantView => json!({ "grants": grant("AGENT", &w.grantee_agent.0, "VIEW") }),
         OtherOrgTenantGrant => json!({ "grants": grant("TENANT", &w.other_org_id, "VIEW") }),
         _ => json!({ "accessMode": "PRIVATE" }),
@@ -235,7 +246,9 @@ async fn fixture(app: &TestApp, w: &World, who: Who) -> Fixture {
         UserGrantEdit => Some(w.editor.1.clone()),
         RoleGrantEdit => Some(w.role_holder_key.clone()),
         DepartmentGrantView => Some(w.department_member_key.clone()),
-        AgentGrantView => Some(w.grantee_agent.1.clone()),
+        AgentGrantView | AgentOnOrganization | AgentOnAllUsersEdit => {
+            Some(w.grantee_agent.1.clone())
+        }
         AssignedAgent => {
             let r = app
                 .gql_as(
@@ -367,12 +380,6 @@ async fn intact(app: &TestApp, w: &World, f: &Fixture) -> bool {
     r.codes().is_empty() && r.body["data"]["space"]["deletedAt"].is_null()
 }
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
 #[tokio::test]
 async fn every_principal_gets_exactly_the_access_the_matrix_says() {
     let app = TestApp::spawn().await;
@@ -382,7 +389,13 @@ async fn every_principal_gets_exactly_the_access_the_matrix_says() {
     let mut cells = Vec::new();
     for (who, permission, expected) in &MATRIX {
         for (op, want) in OPS.iter().zip(expected.iter()) {
-            cells.push((*who, *permission, *op, want.clone(), fixture(&app, &w, *who).await));
+            cells.push((
+                *who,
+                *permission,
+                *op,
+                want.clone(),
+                fixture(&app, &w, *who).await,
+            ));
         }
     }
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -391,20 +404,24 @@ async fn every_principal_gets_exactly_the_access_the_matrix_says() {
     for (who, permission, op, want, f) in &cells {
         let (got, seen_permission, body) = run(&app, f, *op).await;
         if got != *want {
-            failures.push(format!("{who:?} × {op}: expected {want:?}, got {got:?}; {body}"));
+            failures.push(format!(
+                "{who:?} × {op:?}: expected {want:?}, got {got:?}; {body}"
+            ));
             continue;
         }
         if *op == Op::Get && got == Outcome::Ok && seen_permission.as_deref() != Some(*permission) {
             failures.push(format!(
-                "{who:?} × {op}: viewerPermission expected {permission}, got {seen_permission:?}"
+                "{who:?} × {op:?}: viewerPermission expected {permission}, got {seen_permission:?}"
             ));
         }
         match op {
             Op::Delete | Op::Purge if got != Outcome::Ok && !intact(&app, &w, f).await => {
-                failures.push(format!("{who:?} × {op}: refused, yet the space is gone"));
+                failures.push(format!("{who:?} × {op:?}: refused, yet the space is gone"));
             }
             Op::Purge if got == Outcome::Ok && intact(&app, &w, f).await => {
-                failures.push(format!("{who:?} × {op}: ok, yet the space is still there"));
+                failures.push(format!(
+                    "{who:?} × {op:?}: ok, yet the space is still there"
+                ));
             }
             _ => {}
         }
@@ -465,9 +482,7 @@ const AUDIT: &str = "query($r:ID,$a:String){ auditEvents(filter:{resourceId:$r,a
 
 /// The audit events on `resource_id` as the bootstrap admin, oldest first.
 async fn audit_events(app: &TestApp, resource_id: &str) -> Vec<Value> {
-    let r = app
-        .gql(AUDIT, json!({ "r": resource_id, "a": null }))
-        .await;
+    let r = app.gql(AUDIT, json!({ "r": resource_id, "a": null })).await;
     let conn = &r.data()["auditEvents"];
     let mut nodes: Vec<Value> = conn["edges"]
         .as_array()
@@ -501,7 +516,9 @@ async fn a_cross_tenant_read_writes_one_space_read_event_naming_the_reader() {
     let app = TestApp::spawn().await;
     let (space, reader_key, reader_id, reader_org) = tenant_shared_space(&app).await;
 
-    let r = app.gql_as(Some(&reader_key), GET, json!({ "id": space })).await;
+    let r = app
+        .gql_as(Some(&reader_key), GET, json!({ "id": space }))
+        .await;
 
     assert_eq!(r.data()["space"]["viewerPermission"], "VIEW");
     let events = audit_events(&app, &space).await;
@@ -524,10 +541,17 @@ async fn a_cross_tenant_list_appearance_writes_a_space_list_event() {
     let (space, reader_key, reader_id, reader_org) = tenant_shared_space(&app).await;
 
     let r = app
-        .gql_as(Some(&reader_key), "{ spaces{ edges{ node{ id } } } }", json!({}))
+        .gql_as(
+            Some(&reader_key),
+            "{ spaces{ edges{ node{ id } } } }",
+            json!({}),
+        )
         .await;
 
-    assert_eq!(r.data()["spaces"]["edges"], json!([{ "node": { "id": space } }]));
+    assert_eq!(
+        r.data()["spaces"]["edges"],
+        json!([{ "node": { "id": space } }])
+    );
     let events = audit_events(&app, &space).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["action"], "space.list");
@@ -540,10 +564,16 @@ async fn a_same_org_read_or_list_writes_no_event() {
     let app = TestApp::spawn().await;
     let (_, member_key) = app.user_in(&app.admin_key, "member", false).await;
     let space = app
-        .space_as(&app.admin_key, "org-wide", json!({ "accessMode": "ORGANIZATION" }))
+        .space_as(
+            &app.admin_key,
+            "org-wide",
+            json!({ "accessMode": "ORGANIZATION" }),
+        )
         .await;
 
-    let read = app.gql_as(Some(&member_key), GET, json!({ "id": space })).await;
+    let read = app
+        .gql_as(Some(&member_key), GET, json!({ "id": space }))
+        .await;
     let list = app
         .gql_as(Some(&member_key), "{ spaces{ totalCount } }", json!({}))
         .await;

@@ -166,7 +166,8 @@ async fn build(app: &TestApp, spec: &WorldSpec) -> (Vec<Org>, Vec<String>) {
         };
         keys.push(admin_key.clone());
         for r in 0..o.roles {
-            org.roles.push(app.role_in(&admin_key, &format!("role{r}")).await);
+            org.roles
+                .push(app.role_in(&admin_key, &format!("role{r}")).await);
         }
         for d in 0..o.departments {
             org.departments
@@ -204,9 +205,8 @@ async fn build(app: &TestApp, spec: &WorldSpec) -> (Vec<Org>, Vec<String>) {
         let owner = owners[space.owner.index(owners.len())];
         let mut grants = Vec::new();
         for g in &space.grants {
-            let pick = |ids: &[String]| {
-                (!ids.is_empty()).then(|| ids[g.target.index(ids.len())].clone())
-            };
+            let pick =
+                |ids: &[String]| (!ids.is_empty()).then(|| ids[g.target.index(ids.len())].clone());
             let others: Vec<String> = orgs
                 .iter()
                 .enumerate()
@@ -258,7 +258,11 @@ async fn build(app: &TestApp, spec: &WorldSpec) -> (Vec<Org>, Vec<String>) {
 }
 
 /// Walks `spaces(first: 3)` over every page as `key`: (id → viewerPermission, totalCounts seen).
-async fn walk(app: &TestApp, key: &str, max_pages: usize) -> Result<(Vec<(String, String)>, BTreeSet<i64>), String> {
+async fn walk(
+    app: &TestApp,
+    key: &str,
+    max_pages: usize,
+) -> Result<(Vec<(String, String)>, BTreeSet<i64>), String> {
     let mut seen = Vec::new();
     let mut totals = BTreeSet::new();
     let mut after: Option<String> = None;
@@ -324,8 +328,10 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
                 continue;
             }
         };
-        let listed: BTreeMap<String, &str> =
-            seen.iter().map(|(id, p)| (id.clone(), p.as_str())).collect();
+        let listed: BTreeMap<String, &str> = seen
+            .iter()
+            .map(|(id, p)| (id.clone(), p.as_str()))
+            .collect();
         if listed.len() != seen.len() {
             failures.push(format!("{who}: a space is listed twice: {seen:?}"));
         }
@@ -351,7 +357,11 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
 #[test]
 fn every_principal_lists_exactly_the_spaces_the_policy_lets_it_view() {
     let mut runner = TestRunner::new(Config {
-        cases: 12,
+        // PROPTEST_CASES=200 for a deeper local run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(16),
         max_shrink_iters: 32,
         max_shrink_time: 60_000,
         failure_persistence: None,

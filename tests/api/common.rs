@@ -367,3 +367,76 @@ impl TestApp {
         )
     }
 }
+
+// Memory and search helpers used by the memories, search and search_property tests.
+impl TestApp {
+    /// `createMemory` as `key` in `space_id` with `content` plus extra input fields; raw response.
+    pub async fn create_memory_as(
+        &self,
+        key: &str,
+        space_id: &str,
+        content: &str,
+        extra: Value,
+    ) -> GqlResponse {
+        let mut input = json!({ "spaceId": space_id, "content": content });
+        if let (Some(obj), Some(more)) = (input.as_object_mut(), extra.as_object()) {
+            for (k, v) in more {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.gql_as(
+            Some(key),
+            "mutation($i:CreateMemoryInput!){ createMemory(input:$i){ id } }",
+            json!({ "i": input }),
+        )
+        .await
+    }
+
+    /// Like `create_memory_as`, panicking on errors; returns the memory id.
+    pub async fn memory_as(&self, key: &str, space_id: &str, content: &str, extra: Value) -> String {
+        let r = self.create_memory_as(key, space_id, content, extra).await;
+        r.data()["createMemory"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// `createMemories` of plain contents as `key`; returns the ids in input order.
+    pub async fn memories_as(&self, key: &str, space_id: &str, contents: &[String]) -> Vec<String> {
+        let inputs: Vec<Value> = contents.iter().map(|c| json!({ "content": c })).collect();
+        let r = self
+            .gql_as(
+                Some(key),
+                "mutation($s:ID!,$i:[MemoryInput!]!){ createMemories(spaceId:$s,inputs:$i){ id } }",
+                json!({ "s": space_id, "i": inputs }),
+            )
+            .await;
+        r.data()["createMemories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// `searchMemories(input)` as `key`; hits carry `score chunk memory{ id content recallCount
+    /// space{ id } }`.
+    pub async fn search_as(&self, key: &str, input: Value) -> GqlResponse {
+        self.gql_as(
+            Some(key),
+            "query($i:SearchInput!){ searchMemories(input:$i){ score chunk \
+               memory{ id content recallCount space{ id } } } }",
+            json!({ "i": input }),
+        )
+        .await
+    }
+}
+
+impl GqlResponse {
+    /// The memory ids of a successful `searchMemories`, best first (panics on errors).
+    pub fn hit_ids(&self) -> Vec<String> {
+        self.data()["searchMemories"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no searchMemories in {}", self.body))
+            .iter()
+            .map(|h| h["memory"]["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}

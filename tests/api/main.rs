@@ -8,4 +8,7 @@ mod access_property;
 mod auth;
 mod sharing;
 mod identity;
+mod memories;
+mod search;
+mod search_property;
 mod spaces;

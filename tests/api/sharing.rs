@@ -77,7 +77,9 @@ async fn unshare(app: &TestApp, key: &str, id: &str, grants: Value) -> GqlRespon
 async fn create(app: &TestApp, key: &str, input: Value) -> GqlResponse {
     app.gql_as(
         Some(key),
-        &format!("mutation($i:CreateSpaceInput!){{ createSpace(input:$i){{ id {GRANT_FIELDS} }} }}"),
+        &format!(
+            "mutation($i:CreateSpaceInput!){{ createSpace(input:$i){{ id {GRANT_FIELDS} }} }}"
+        ),
         json!({ "i": input }),
     )
     .await
@@ -134,12 +136,21 @@ async fn sharing_and_unsharing_round_trip_and_only_the_owner_sees_the_grants() {
         &app,
         &owner,
         &id,
-        json!([grant("USER", &viewer_id, "VIEW"), grant("ROLE", &role, "EDIT")]),
+        json!([
+            grant("USER", &viewer_id, "VIEW"),
+            grant("ROLE", &role, "EDIT")
+        ]),
     )
     .await;
     let as_owner = space(&app, &owner, &id).await;
     let as_viewer = space(&app, &viewer, &id).await;
-    let unshared = unshare(&app, &owner, &id, json!([{ "subjectKind": "USER", "subjectId": viewer_id }])).await;
+    let unshared = unshare(
+        &app,
+        &owner,
+        &id,
+        json!([{ "subjectKind": "USER", "subjectId": viewer_id }]),
+    )
+    .await;
     let after = space(&app, &viewer, &id).await;
 
     let both = BTreeSet::from([
@@ -238,7 +249,13 @@ async fn a_tenant_grant_to_the_spaces_own_organization_is_rejected() {
     let own_org = app.org_id_of(&admin).await;
     let id = app.space_as(&admin, "self-tenant", json!({})).await;
 
-    let r = share(&app, &admin, &id, json!([grant("TENANT", &own_org, "VIEW")])).await;
+    let r = share(
+        &app,
+        &admin,
+        &id,
+        json!([grant("TENANT", &own_org, "VIEW")]),
+    )
+    .await;
 
     assert_eq!(r.code(), "VALIDATION_ERROR");
     assert_eq!(r.field(), "grants");
@@ -253,9 +270,8 @@ async fn a_space_takes_at_most_ten_agent_grants() {
     for i in 0..11 {
         agents.push(app.agent_in(&admin, &format!("agent-{i}")).await.0);
     }
-    let agent_grants = |ids: &[String]| -> Value {
-        ids.iter().map(|a| grant("AGENT", a, "EDIT")).collect()
-    };
+    let agent_grants =
+        |ids: &[String]| -> Value { ids.iter().map(|a| grant("AGENT", a, "EDIT")).collect() };
     let stepwise = app.space_as(&admin, "stepwise", json!({})).await;
     let at_once = app.space_as(&admin, "at-once", json!({})).await;
 
@@ -269,7 +285,10 @@ async fn a_space_takes_at_most_ten_agent_grants() {
     )
     .await;
 
-    assert_eq!(ten.data()["shareSpace"]["grants"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        ten.data()["shareSpace"]["grants"].as_array().unwrap().len(),
+        10
+    );
     assert_eq!(eleventh.code(), "VALIDATION_ERROR");
     assert_eq!(grants_of(&app, &admin, &stepwise).await.len(), 10);
     assert_eq!(eleven.code(), "VALIDATION_ERROR");
@@ -333,9 +352,18 @@ async fn update_space_with_a_sharing_field_replaces_the_grant_set() {
         json!({ "name": "replaced", "accessUsers": [first], "editableByRoles": [role] }),
     )
     .await;
-    let id = created.data()["createSpace"]["id"].as_str().unwrap().to_string();
+    let id = created.data()["createSpace"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    let untouched = update(&app, &admin, &id, json!({ "description": "no sharing here" })).await;
+    let untouched = update(
+        &app,
+        &admin,
+        &id,
+        json!({ "description": "no sharing here" }),
+    )
+    .await;
     let replaced = update(&app, &admin, &id, json!({ "accessUsers": [second] })).await;
     let cleared = update(&app, &admin, &id, json!({ "grants": [] })).await;
 

@@ -1,0 +1,851 @@
+//! searchMemories: relevance of the three modes on a fixed fixture, recall counts and activity,
+//! minScore and limit, argument errors, the scope (readable spaces, explicit spaceIds, linked
+//! spaces) and filters.
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::common::{GqlResponse, TestApp};
+
+const MODES: [&str; 3] = ["KEYWORD", "SEMANTIC", "HYBRID"];
+
+async fn search(app: &TestApp, key: &str, input: Value) -> GqlResponse {
+    app.search_as(key, input).await
+}
+
+fn hits(r: &GqlResponse) -> Vec<Value> {
+    r.data()["searchMemories"].as_array().unwrap().clone()
+}
+
+fn scores(r: &GqlResponse) -> Vec<f64> {
+    hits(r)
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect()
+}
+
+fn ids_set(ids: Vec<String>) -> HashSet<String> {
+    ids.into_iter().collect()
+}
+
+async fn recall_count(app: &TestApp, id: &str) -> i64 {
+    app.gql(
+        "query($id:ID!){ memory(id:$id){ recallCount } }",
+        json!({ "id": id }),
+    )
+    .await
+    .data()["memory"]["recallCount"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn last_activity(app: &TestApp, space_id: &str) -> Option<DateTime<Utc>> {
+    let r = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ lastActivityAt } }",
+            json!({ "s": space_id }),
+        )
+        .await;
+    r.data()["space"]["lastActivityAt"]
+        .as_str()
+        .map(|t| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc))
+}
+
+async fn link(app: &TestApp, key: &str, space: &str, linked: &str) -> GqlResponse {
+    app.gql_as(
+        Some(key),
+        "mutation($a:ID!,$b:ID!){ linkSpace(id:$a,linkedSpaceId:$b){ id linkedSpaces{ id } } }",
+        json!({ "a": space, "b": linked }),
+    )
+    .await
+}
+
+async fn unlink(app: &TestApp, key: &str, space: &str, linked: &str) -> GqlResponse {
+    app.gql_as(
+        Some(key),
+        "mutation($a:ID!,$b:ID!){ unlinkSpace(id:$a,linkedSpaceId:$b){ id linkedSpaces{ id } } }",
+        json!({ "a": space, "b": linked }),
+    )
+    .await
+}
+
+async fn linked_spaces(app: &TestApp, key: &str, space: &str) -> Vec<String> {
+    let r = app
+        .gql_as(
+            Some(key),
+            "query($s:ID!){ space(id:$s){ linkedSpaces{ id } } }",
+            json!({ "s": space }),
+        )
+        .await;
+    r.data()["space"]["linkedSpaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relevance
+
+/// Memories on distinct topics; the first 20 are the answers to `QUERIES`, the rest are
+/// distractors that share a word or two with some query.
+const FIXTURE: &[&str] = &[
+    "Our cat Miso gets fed twice a day, at 7am and 6pm.",
+    "The production database is backed up every night at 2am to cold storage.",
+    "Quarterly tax payments are due on the 15th of April, June, September and January.",
+    "Maria drinks her espresso with oat milk and never takes sugar.",
+    "Grandma's lasagna recipe layers ricotta, mozzarella and a slow-cooked beef ragu.",
+    "The marathon training plan peaks with a 32 km long run three weeks before the race.",
+    "The dentist appointment was moved to Thursday at 4:30pm.",
+    "The car needs winter tires fitted before the first snowfall in November.",
+    "Merging a pull request into main automatically deploys the build to staging.",
+    "Water the basil and tomato plants on the balcony every evening during summer.",
+    "Flight LH401 to Frankfurt departs at 10:15 from terminal 1.",
+    "The public API allows 100 requests per second per key, with bursts up to 200.",
+    "Tom is allergic to peanuts and always carries an epinephrine injector.",
+    "The guitar is tuned half a step down for the band's rehearsals.",
+    "Library books are due back on the 3rd and can be renewed online twice.",
+    "The board meeting on Friday will review the engineering hiring budget.",
+    "The rooftop solar panels produced 420 kWh in July, a new monthly record.",
+    "The dog's rabies vaccination expires next March.",
+    "Cardboard and paper go in the blue recycling bin; glass goes to the bottle bank.",
+    "The Wi-Fi password for the guest network is printed on the router.",
+    // Distractors.
+    "The neighbour's cat sleeps on our porch most afternoons.",
+    "The staging database is wiped and reseeded every Sunday night.",
+    "Maria is leading the design review for the mobile app.",
+    "Our car insurance renewal is due in October.",
+    "The tomato soup recipe needs two cans of crushed tomatoes.",
+    "Flight prices to Lisbon usually drop in February.",
+    "The dog walker comes at noon on weekdays.",
+    "Team lunch is on Friday at the Thai place around the corner.",
+    "The printer on the third floor jams when printing double-sided pages.",
+    "Password rules: at least 14 characters, rotated every 90 days.",
+    "Piano lessons for the kids are on Wednesday afternoons.",
+    "The electricity bill doubled in January because of the heat pump.",
+    "Our hiking trip to the Dolomites is planned for the second week of August.",
+    "The key for the bike shed hangs on the hook by the back door.",
+    "Running shoes should be replaced every 800 km.",
+    "The book club is reading a novel about a lighthouse keeper this month.",
+    "The office coffee machine is descaled on the first Monday of each month.",
+    "Emergency contacts: the building manager's number is on the fridge.",
+    "Vacation days must be requested at least two weeks in advance.",
+    "The team retrospective happens every second Thursday.",
+    "Laptop backups go to an external drive every Sunday.",
+    "The garden hose leaks at the tap connector and needs a new washer.",
+    "Guests should park in the visitor spots near the main entrance.",
+    "The new intern starts on Monday and needs a laptop and a badge.",
+    "The cat's vet appointment is next Thursday.",
+    "The production server was patched on Tuesday night.",
+    "The guest bedroom needs new curtains before the holidays.",
+    "Recycling pickup is every other Wednesday.",
+];
+
+/// Each query with the index in `FIXTURE` of the memory it is looking for.
+const QUERIES: &[(&str, usize)] = &[
+    ("when is the cat fed", 0),
+    ("how often is the production database backed up", 1),
+    ("due dates for quarterly tax payments", 2),
+    ("does Maria take sugar in her espresso", 3),
+    ("grandma's lasagna recipe", 4),
+    ("longest run in the marathon plan", 5),
+    ("when is my dentist appointment", 6),
+    ("winter tires for the car", 7),
+    ("how do deploys to staging get triggered", 8),
+    ("watering the tomato plants", 9),
+    ("which terminal does the Frankfurt flight depart from", 10),
+    ("API request limit per key", 11),
+    ("Tom's peanut allergy", 12),
+    ("guitar tuning for band rehearsal", 13),
+    ("renewing library books online", 14),
+    ("hiring budget review by the board", 15),
+    ("solar panel production record", 16),
+    ("when does the dog's rabies vaccine expire", 17),
+    ("which bin is for cardboard recycling", 18),
+    ("guest network password", 19),
+];
+
+/// 1-based rank of `want` in `ids`, if present.
+fn rank(ids: &[String], want: &str) -> Option<usize> {
+    ids.iter().position(|id| id == want).map(|p| p + 1)
+}
+
+#[tokio::test]
+async fn each_mode_ranks_the_expected_memory_first_for_most_queries_of_the_fixture() {
+    let app = TestApp::spawn().await;
+    // Two spaces, so ranking also works across spaces.
+    let spaces = [
+        app.space_as(&app.admin_key, "fixture even", json!({}))
+            .await,
+        app.space_as(&app.admin_key, "fixture odd", json!({})).await,
+    ];
+    let mut ids = vec![String::new(); FIXTURE.len()];
+    for (parity, space_id) in spaces.iter().enumerate() {
+        let picked: Vec<usize> = (0..FIXTURE.len()).filter(|i| i % 2 == parity).collect();
+        let contents: Vec<String> = picked.iter().map(|i| FIXTURE[*i].to_string()).collect();
+        let written = app.memories_as(&app.admin_key, space_id, &contents).await;
+        for (i, id) in picked.into_iter().zip(written) {
+            ids[i] = id;
+        }
+    }
+    let content_of = |id: &str| {
+        ids.iter()
+            .position(|x| x == id)
+            .map(|i| FIXTURE[i])
+            .unwrap_or("?")
+    };
+
+    let mut firsts = [0usize; 3];
+    let mut top3 = [0usize; 3];
+    let mut report = Vec::new();
+    let mut misordered = Vec::new();
+    for (query, want) in QUERIES {
+        let mut line = format!("{query:<55}");
+        for (m, mode) in MODES.iter().enumerate() {
+            let r = search(
+                &app,
+                &app.admin_key,
+                json!({ "query": query, "mode": mode, "limit": 10 }),
+            )
+            .await;
+            let found: Vec<String> = r.hit_ids();
+            let s = scores(&r);
+            if s.windows(2).any(|w| w[0] < w[1]) {
+                misordered.push(format!("{mode} {query}: scores {s:?}"));
+            }
+            let got = rank(&found, &ids[*want]);
+            if got == Some(1) {
+                firsts[m] += 1;
+            }
+            if got.is_some_and(|r| r <= 3) {
+                top3[m] += 1;
+            }
+            line.push_str(&format!(
+                " {mode}={}",
+                got.map_or("-".to_string(), |r| r.to_string())
+            ));
+            if got != Some(1) {
+                let above: Vec<&str> = found
+                    .iter()
+                    .take(got.map_or(3, |r| r - 1))
+                    .map(|id| content_of(id))
+                    .collect();
+                line.push_str(&format!(" (above: {above:?})"));
+            }
+        }
+        report.push(line);
+    }
+    let backend = if std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    eprintln!("relevance on {backend} (rank of the expected memory per mode):");
+    for line in &report {
+        eprintln!("  {line}");
+    }
+    eprintln!(
+        "first: KEYWORD {}/20, SEMANTIC {}/20, HYBRID {}/20; top 3: KEYWORD {}/20, SEMANTIC {}/20, \
+         HYBRID {}/20",
+        firsts[0], firsts[1], firsts[2], top3[0], top3[1], top3[2]
+    );
+
+    assert!(misordered.is_empty(), "hits not best first: {misordered:?}");
+    assert!(firsts[0] >= 18, "KEYWORD first for {}/20", firsts[0]);
+    assert!(firsts[2] >= 18, "HYBRID first for {}/20", firsts[2]);
+    assert!(top3[1] >= 15, "SEMANTIC top 3 for {}/20", top3[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Side effects of a recall
+
+#[tokio::test]
+async fn each_search_that_returns_a_memory_adds_one_to_its_recall_count() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "recall", json!({})).await;
+    let apples = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Apples ripen in September",
+            json!({}),
+        )
+        .await;
+    let pears = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Pears ripen in October",
+            json!({}),
+        )
+        .await;
+
+    let first = search(
+        &app,
+        &app.admin_key,
+        json!({ "query": "apples", "mode": "KEYWORD" }),
+    )
+    .await;
+    let after_first = recall_count(&app, &apples).await;
+    let second = search(
+        &app,
+        &app.admin_key,
+        json!({ "query": "apples", "mode": "KEYWORD" }),
+    )
+    .await;
+    let after_second = recall_count(&app, &apples).await;
+    let pears_untouched = recall_count(&app, &pears).await;
+    let both = search(
+        &app,
+        &app.admin_key,
+        json!({ "query": "ripen", "mode": "HYBRID" }),
+    )
+    .await;
+
+    assert_eq!(first.hit_ids(), [apples.clone()]);
+    assert_eq!(hits(&first)[0]["memory"]["recallCount"], 1);
+    assert_eq!(after_first, 1);
+    assert_eq!(hits(&second)[0]["memory"]["recallCount"], 2);
+    assert_eq!(after_second, 2);
+    assert_eq!(pears_untouched, 0);
+    assert_eq!(
+        ids_set(both.hit_ids()),
+        HashSet::from([apples.clone(), pears.clone()])
+    );
+    assert_eq!(recall_count(&app, &apples).await, 3);
+    assert_eq!(recall_count(&app, &pears).await, 1);
+}
+
+#[tokio::test]
+async fn a_search_moves_the_last_activity_of_the_space_it_found_memories_in() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "active", json!({})).await;
+    app.memory_as(
+        &app.admin_key,
+        &space_id,
+        "The lighthouse keeper logs the weather at dawn",
+        json!({}),
+    )
+    .await;
+    let after_write = last_activity(&app, &space_id).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let r = search(&app, &app.admin_key, json!({ "query": "lighthouse" })).await;
+
+    assert_eq!(r.hit_ids().len(), 1);
+    let after_search = last_activity(&app, &space_id).await;
+    assert!(after_write.is_some(), "a write sets lastActivityAt");
+    assert!(
+        after_search > after_write,
+        "{after_search:?} after {after_write:?}"
+    );
+}
+
+#[tokio::test]
+async fn hits_carry_the_chunk_that_matched() {
+    let app = TestApp::spawn().await;
+    let space_id = app
+        .space_as(
+            &app.admin_key,
+            "chunky",
+            json!({ "chunking": { "chunkSize": 60, "chunkOverlap": 0 } }),
+        )
+        .await;
+    let content = "The first part talks about gardening and soil and compost heaps. \
+        The second part is about kitchen renovations and tiles and grout. \
+        The third part finally mentions the zebra crossing outside the school gate.";
+    app.memory_as(&app.admin_key, &space_id, content, json!({}))
+        .await;
+
+    for mode in MODES {
+        let r = search(
+            &app,
+            &app.admin_key,
+            json!({ "query": "zebra", "mode": mode }),
+        )
+        .await;
+        let h = hits(&r);
+        assert_eq!(h.len(), 1, "{mode}: {}", r.body);
+        let chunk = h[0]["chunk"].as_str().unwrap();
+        assert!(chunk.contains("zebra"), "{mode}: chunk {chunk:?}");
+        assert!(chunk.chars().count() <= 60, "{mode}: chunk {chunk:?}");
+        assert_eq!(h[0]["memory"]["content"], content);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// minScore and limit
+
+#[tokio::test]
+async fn min_score_drops_the_hits_scoring_below_it_in_every_mode() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "pies", json!({})).await;
+    let contents: Vec<String> = [
+        "Red apple pie with a lattice crust",
+        "Apple pie is best with red apples",
+        "A red bicycle leans on the apple tree",
+        "Pie charts show the budget split",
+        "Apple cider vinegar cleans the kettle",
+        "Red wine stains come out with salt",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    app.memories_as(&app.admin_key, &space_id, &contents).await;
+
+    for mode in MODES {
+        let input = json!({ "query": "red apple pie", "mode": mode, "limit": 100 });
+        let all = search(&app, &app.admin_key, input.clone()).await;
+        let all_scores = scores(&all);
+        assert!(all_scores.len() >= 4, "{mode}: {}", all.body);
+        // The lowest score above the minimum: drops the weakest hits, keeps its own ties.
+        let lowest = all_scores[all_scores.len() - 1];
+        let threshold = all_scores
+            .iter()
+            .copied()
+            .filter(|s| *s > lowest)
+            .fold(f64::INFINITY, f64::min);
+        let expected: Vec<String> = all
+            .hit_ids()
+            .into_iter()
+            .zip(&all_scores)
+            .filter(|(_, s)| **s >= threshold)
+            .map(|(id, _)| id)
+            .collect();
+        let mut with_min = input.clone();
+        with_min["minScore"] = json!(threshold);
+        let mut impossible = input.clone();
+        impossible["minScore"] = json!(1e9);
+
+        let kept = search(&app, &app.admin_key, with_min).await;
+        let none = search(&app, &app.admin_key, impossible).await;
+
+        assert!(
+            expected.len() < all_scores.len(),
+            "{mode}: scores {all_scores:?}"
+        );
+        assert_eq!(kept.hit_ids(), expected, "{mode} minScore {threshold}");
+        assert!(scores(&kept).iter().all(|s| *s >= threshold), "{mode}");
+        assert!(none.hit_ids().is_empty(), "{mode}: {}", none.body);
+    }
+}
+
+#[tokio::test]
+async fn limit_caps_the_hits_and_defaults_to_10() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "widgets", json!({})).await;
+    let contents: Vec<String> = (0..15)
+        .map(|i| format!("Widget number {i} is painted a different colour"))
+        .collect();
+    app.memories_as(&app.admin_key, &space_id, &contents).await;
+
+    for mode in MODES {
+        let q = |limit: Option<i64>| {
+            let mut input = json!({ "query": "widget painted", "mode": mode });
+            if let Some(l) = limit {
+                input["limit"] = json!(l);
+            }
+            input
+        };
+        let three = search(&app, &app.admin_key, q(Some(3))).await;
+        let default = search(&app, &app.admin_key, q(None)).await;
+        let hundred = search(&app, &app.admin_key, q(Some(100))).await;
+        let one = search(&app, &app.admin_key, q(Some(1))).await;
+
+        assert_eq!(three.hit_ids().len(), 3, "{mode}");
+        assert_eq!(default.hit_ids().len(), 10, "{mode}");
+        assert_eq!(hundred.hit_ids().len(), 15, "{mode}");
+        assert_eq!(one.hit_ids().len(), 1, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn a_limit_outside_1_to_100_is_an_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "limits", json!({})).await;
+    app.memory_as(&app.admin_key, &space_id, "Something to find", json!({}))
+        .await;
+
+    for limit in [0, 101, -1, 1000] {
+        for mode in MODES {
+            let r = search(
+                &app,
+                &app.admin_key,
+                json!({ "query": "something", "mode": mode, "limit": limit }),
+            )
+            .await;
+            assert_eq!(
+                r.code(),
+                "INVALID_ARGUMENT",
+                "limit {limit} {mode}: {}",
+                r.body
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blank_or_overlong_query_is_a_validation_error() {
+    let app = TestApp::spawn().await;
+
+    for query in [String::new(), "   \t ".to_string(), "q".repeat(4097)] {
+        let r = search(&app, &app.admin_key, json!({ "query": query })).await;
+        assert_eq!(r.code(), "VALIDATION_ERROR", "{}", r.body);
+        assert_eq!(r.field(), "query");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scope
+
+#[tokio::test]
+async fn without_space_ids_a_search_covers_exactly_the_spaces_the_caller_can_read() {
+    let app = TestApp::spawn().await;
+    let (_, user) = app.user("reader", false).await;
+    let other = app.other_org("acme").await;
+    let mine = app.space_as(&user, "mine", json!({})).await;
+    let org_wide = app
+        .space_as(
+            &app.admin_key,
+            "org wide",
+            json!({ "accessMode": "ORGANIZATION" }),
+        )
+        .await;
+    let private = app.space_as(&app.admin_key, "private", json!({})).await;
+    let public_elsewhere = app
+        .space_as(&other, "public", json!({ "accessMode": "PUBLIC" }))
+        .await;
+    let private_elsewhere = app.space_as(&other, "theirs", json!({})).await;
+    let deleted = app.space_as(&user, "deleted", json!({})).await;
+    let mut expected = HashSet::new();
+    for (key, space, readable) in [
+        (&user, &mine, true),
+        (&app.admin_key, &org_wide, true),
+        (&app.admin_key, &private, false),
+        (&other, &public_elsewhere, true),
+        (&other, &private_elsewhere, false),
+        (&user, &deleted, false),
+    ] {
+        let id = app
+            .memory_as(key, space, "The compass points north", json!({}))
+            .await;
+        if readable {
+            expected.insert(id);
+        }
+    }
+    app.gql_as(
+        Some(&user),
+        "mutation($id:ID!){ deleteSpace(id:$id){ id } }",
+        json!({ "id": deleted }),
+    )
+    .await
+    .data();
+
+    for mode in MODES {
+        let r = search(
+            &app,
+            &user,
+            json!({ "query": "compass north", "mode": mode, "limit": 100 }),
+        )
+        .await;
+        assert_eq!(ids_set(r.hit_ids()), expected, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn space_ids_naming_a_space_the_caller_cannot_read_is_not_found() {
+    let app = TestApp::spawn().await;
+    let (_, user) = app.user("reader", false).await;
+    let other = app.other_org("acme").await;
+    let mine = app.space_as(&user, "mine", json!({})).await;
+    app.memory_as(&user, &mine, "The compass points north", json!({}))
+        .await;
+    let org_wide = app
+        .space_as(
+            &app.admin_key,
+            "org wide",
+            json!({ "accessMode": "ORGANIZATION" }),
+        )
+        .await;
+    let private = app.space_as(&app.admin_key, "private", json!({})).await;
+    let theirs = app.space_as(&other, "theirs", json!({})).await;
+    let deleted = app.space_as(&user, "deleted", json!({})).await;
+    app.gql_as(
+        Some(&user),
+        "mutation($id:ID!){ deleteSpace(id:$id){ id } }",
+        json!({ "id": deleted }),
+    )
+    .await
+    .data();
+    let missing = uuid::Uuid::now_v7().to_string();
+
+    let readable = search(
+        &app,
+        &user,
+        json!({ "query": "compass", "spaceIds": [mine, org_wide] }),
+    )
+    .await;
+    assert_eq!(readable.hit_ids().len(), 1);
+    for bad in [
+        &private,
+        &theirs,
+        &deleted,
+        &missing,
+        &"not-an-id".to_string(),
+    ] {
+        for mode in MODES {
+            let r = search(
+                &app,
+                &user,
+                json!({ "query": "compass", "spaceIds": [mine, bad], "mode": mode }),
+            )
+            .await;
+            assert_eq!(
+                r.code(),
+                "NOT_FOUND",
+                "spaceIds with {bad} ({mode}): {}",
+                r.body
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn searching_a_space_also_searches_its_linked_spaces_until_they_are_unlinked() {
+    let app = TestApp::spawn().await;
+    let a = app.space_as(&app.admin_key, "A", json!({})).await;
+    let b = app.space_as(&app.admin_key, "B", json!({})).await;
+    let in_a = app
+        .memory_as(
+            &app.admin_key,
+            &a,
+            "The kayak is stored in the boathouse",
+            json!({}),
+        )
+        .await;
+    let in_b = app
+        .memory_as(
+            &app.admin_key,
+            &b,
+            "The kayak paddles are in the attic",
+            json!({}),
+        )
+        .await;
+    let kayak =
+        |mode: &str| json!({ "query": "kayak", "spaceIds": [a], "mode": mode, "limit": 100 });
+    let before: Vec<HashSet<String>> = {
+        let mut v = Vec::new();
+        for mode in MODES {
+            v.push(ids_set(
+                search(&app, &app.admin_key, kayak(mode)).await.hit_ids(),
+            ));
+        }
+        v
+    };
+
+    let linked = link(&app, &app.admin_key, &a, &b).await;
+    let mut while_linked = Vec::new();
+    for mode in MODES {
+        while_linked.push(ids_set(
+            search(&app, &app.admin_key, kayak(mode)).await.hit_ids(),
+        ));
+    }
+    let only_b = search(
+        &app,
+        &app.admin_key,
+        json!({ "query": "kayak", "spaceIds": [b], "limit": 100 }),
+    )
+    .await;
+    let listed = linked_spaces(&app, &app.admin_key, &a).await;
+    let unlinked = unlink(&app, &app.admin_key, &a, &b).await;
+    let mut after = Vec::new();
+    for mode in MODES {
+        after.push(ids_set(
+            search(&app, &app.admin_key, kayak(mode)).await.hit_ids(),
+        ));
+    }
+
+    let just_a = HashSet::from([in_a.clone()]);
+    let a_and_b = HashSet::from([in_a.clone(), in_b.clone()]);
+    for m in 0..3 {
+        assert_eq!(before[m], just_a, "{} before linking", MODES[m]);
+        assert_eq!(while_linked[m], a_and_b, "{} while linked", MODES[m]);
+        assert_eq!(after[m], just_a, "{} after unlinking", MODES[m]);
+    }
+    assert_eq!(
+        linked.data()["linkSpace"]["linkedSpaces"],
+        json!([{ "id": b }])
+    );
+    assert_eq!(listed, [b.clone()]);
+    assert_eq!(only_b.hit_ids(), [in_b], "links are one-way");
+    assert_eq!(unlinked.data()["unlinkSpace"]["linkedSpaces"], json!([]));
+}
+
+#[tokio::test]
+async fn a_linked_space_the_caller_cannot_read_is_not_searched() {
+    let app = TestApp::spawn().await;
+    let (_, reader) = app.user("reader", false).await;
+    let a = app
+        .space_as(
+            &app.admin_key,
+            "org wide",
+            json!({ "accessMode": "ORGANIZATION" }),
+        )
+        .await;
+    let b = app.space_as(&app.admin_key, "admins only", json!({})).await;
+    let in_a = app
+        .memory_as(
+            &app.admin_key,
+            &a,
+            "The canoe is stored in the boathouse",
+            json!({}),
+        )
+        .await;
+    let in_b = app
+        .memory_as(
+            &app.admin_key,
+            &b,
+            "The canoe has a secret repair kit",
+            json!({}),
+        )
+        .await;
+    link(&app, &app.admin_key, &a, &b).await.data();
+
+    for mode in MODES {
+        let input = json!({ "query": "canoe", "spaceIds": [a], "mode": mode, "limit": 100 });
+        let by_admin = search(&app, &app.admin_key, input.clone()).await;
+        let by_reader = search(&app, &reader, input).await;
+        let by_reader_everywhere = search(
+            &app,
+            &reader,
+            json!({ "query": "canoe", "mode": mode, "limit": 100 }),
+        )
+        .await;
+        assert_eq!(
+            ids_set(by_admin.hit_ids()),
+            HashSet::from([in_a.clone(), in_b.clone()]),
+            "{mode}"
+        );
+        assert_eq!(by_reader.hit_ids(), [in_a.clone()], "{mode}");
+        assert_eq!(by_reader_everywhere.hit_ids(), [in_a.clone()], "{mode}");
+    }
+    assert_eq!(linked_spaces(&app, &app.admin_key, &a).await, [b.clone()]);
+    assert!(linked_spaces(&app, &reader, &a).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_linked_space_stops_being_searched_when_the_caller_loses_access_or_it_is_deleted() {
+    let app = TestApp::spawn().await;
+    let (reader_id, reader) = app.user("reader", false).await;
+    let (_, sharer) = app.user("sharer", false).await;
+    let a = app.space_as(&reader, "mine", json!({})).await;
+    let b = app
+        .space_as(
+            &sharer,
+            "shared with reader",
+            json!({ "grants": [{ "subjectKind": "USER", "subjectId": reader_id, "permission": "VIEW" }] }),
+        )
+        .await;
+    let c = app
+        .space_as(&sharer, "org wide", json!({ "accessMode": "ORGANIZATION" }))
+        .await;
+    let in_b = app
+        .memory_as(
+            &sharer,
+            &b,
+            "The sailing club meets at the marina",
+            json!({}),
+        )
+        .await;
+    let in_c = app
+        .memory_as(&sharer, &c, "The sailing regatta starts at ten", json!({}))
+        .await;
+    link(&app, &reader, &a, &b).await.data();
+    link(&app, &reader, &a, &c).await.data();
+    let sailing = json!({ "query": "sailing", "spaceIds": [a], "limit": 100 });
+    let before = ids_set(search(&app, &reader, sailing.clone()).await.hit_ids());
+
+    app.gql_as(
+        Some(&sharer),
+        "mutation($id:ID!,$g:[GrantInput!]!){ unshareSpace(id:$id,grants:$g){ id } }",
+        json!({ "id": b, "g": [{ "subjectKind": "USER", "subjectId": reader_id }] }),
+    )
+    .await
+    .data();
+    let after_unshare = ids_set(search(&app, &reader, sailing.clone()).await.hit_ids());
+    app.gql_as(
+        Some(&sharer),
+        "mutation($id:ID!){ deleteSpace(id:$id){ id } }",
+        json!({ "id": c }),
+    )
+    .await
+    .data();
+    let after_delete = ids_set(search(&app, &reader, sailing).await.hit_ids());
+
+    assert_eq!(before, HashSet::from([in_b, in_c.clone()]));
+    assert_eq!(after_unshare, HashSet::from([in_c]));
+    assert!(after_delete.is_empty(), "{after_delete:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+
+#[tokio::test]
+async fn search_filters_by_tags_thread_and_agent_in_every_mode() {
+    let app = TestApp::spawn().await;
+    let space_id = app.space_as(&app.admin_key, "filtered", json!({})).await;
+    let (agent_id, _) = app.agent("planner").await;
+    let work = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Meeting notes: the meeting moved to room 4",
+            json!({ "tags": ["work", "notes"] }),
+        )
+        .await;
+    let home = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Meeting the plumber at home on Saturday",
+            json!({ "tags": ["home"], "threadId": "house" }),
+        )
+        .await;
+    let agent_note = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Meeting summary drafted by the planner agent",
+            json!({ "agentId": agent_id }),
+        )
+        .await;
+    let cases = [
+        (json!({ "tags": ["work"] }), vec![&work]),
+        (json!({ "tags": ["home", "notes"] }), vec![&work, &home]),
+        (json!({ "tags": ["nothing"] }), vec![]),
+        (json!({ "threadId": "house" }), vec![&home]),
+        (json!({ "agentId": agent_id }), vec![&agent_note]),
+        (json!({}), vec![&work, &home, &agent_note]),
+    ];
+
+    let mut failures = Vec::new();
+    for (filter, expected) in &cases {
+        let expected: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        for mode in MODES {
+            let r = search(
+                &app,
+                &app.admin_key,
+                json!({ "query": "meeting", "mode": mode, "filter": filter, "limit": 100 }),
+            )
+            .await;
+            let got = ids_set(r.hit_ids());
+            if got != expected {
+                failures.push(format!("{mode} {filter}: {got:?}, expected {expected:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
