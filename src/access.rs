@@ -90,6 +90,61 @@ impl SubjectKind {
     }
 }
 
+/// A member's role in a workspace, and what it gives on the workspace's spaces.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkspaceRole {
+    /// VIEW on the workspace's spaces.
+    Viewer,
+    /// EDIT on the workspace's spaces.
+    Editor,
+    /// OWNER on the workspace's spaces; manages members (except owners).
+    Admin,
+    /// OWNER on the workspace's spaces; manages everything in the workspace.
+    Owner,
+}
+
+impl WorkspaceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceRole::Viewer => "VIEWER",
+            WorkspaceRole::Editor => "EDITOR",
+            WorkspaceRole::Admin => "ADMIN",
+            WorkspaceRole::Owner => "OWNER",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WorkspaceRole> {
+        Some(match s {
+            "VIEWER" => WorkspaceRole::Viewer,
+            "EDITOR" => WorkspaceRole::Editor,
+            "ADMIN" => WorkspaceRole::Admin,
+            "OWNER" => WorkspaceRole::Owner,
+            _ => return None,
+        })
+    }
+
+    /// The permission this role gives on every space of the workspace.
+    pub fn space_permission(self) -> Permission {
+        match self {
+            WorkspaceRole::Viewer => Permission::View,
+            WorkspaceRole::Editor => Permission::Edit,
+            WorkspaceRole::Admin | WorkspaceRole::Owner => Permission::Owner,
+        }
+    }
+}
+
+/// The principal's role in a workspace, if a member.
+pub fn workspace_role(principal: &Principal, workspace_id: uuid::Uuid) -> Option<WorkspaceRole> {
+    if principal.token.is_some() {
+        return None;
+    }
+    principal
+        .workspaces
+        .iter()
+        .find(|(id, _)| *id == workspace_id)
+        .map(|(_, r)| *r)
+}
+
 pub const ACCESS_PRIVATE: &str = "PRIVATE";
 pub const ACCESS_ORGANIZATION: &str = "ORGANIZATION";
 pub const ACCESS_PUBLIC: &str = "PUBLIC";
@@ -129,6 +184,15 @@ pub fn permission(
         return Permission::Owner;
     }
     let mut best = Permission::None;
+    if let Some(role) = space
+        .workspace_id
+        .and_then(|w| workspace_role(principal, w))
+    {
+        best = role.space_permission();
+        if best == Permission::Owner {
+            return best;
+        }
+    }
     if principal.kind == PrincipalKind::Agent && space.agent_id == Some(principal.id) {
         best = Permission::Edit;
     }
@@ -165,6 +229,11 @@ pub fn visible_spaces(principal: &Principal) -> Condition {
     }
     if principal.kind == PrincipalKind::Agent {
         any = any.add(space::Column::AgentId.eq(principal.id));
+    }
+    if !principal.workspaces.is_empty() {
+        // Every workspace role gives at least VIEW on the workspace's spaces.
+        any = any
+            .add(space::Column::WorkspaceId.is_in(principal.workspaces.iter().map(|(id, _)| *id)));
     }
 
     // Grants that apply to the principal, by subject (mirrors `grant_applies`).
@@ -261,6 +330,7 @@ mod tests {
             department_ids: vec![],
             credential_id: Uuid::now_v7(),
             token: None,
+            workspaces: vec![],
         }
     }
 
@@ -277,6 +347,7 @@ mod tests {
             chunk_size: 800,
             chunk_overlap: 100,
             agent_id: None,
+            workspace_id: None,
             last_activity_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
@@ -402,6 +473,26 @@ mod tests {
         assert_eq!(permission(&token, &s, &[]), Permission::Edit);
         let other = space(org, owner.id, ACCESS_PUBLIC);
         assert_eq!(permission(&token, &other, &[]), Permission::None);
+    }
+
+    #[test]
+    fn workspace_roles_give_their_permission_on_the_workspace_spaces() {
+        let org = Uuid::now_v7();
+        let ws = Uuid::now_v7();
+        let mut s = space(org, Uuid::now_v7(), ACCESS_PRIVATE);
+        s.workspace_id = Some(ws);
+        for (role, expected) in [
+            (WorkspaceRole::Viewer, Permission::View),
+            (WorkspaceRole::Editor, Permission::Edit),
+            (WorkspaceRole::Admin, Permission::Owner),
+            (WorkspaceRole::Owner, Permission::Owner),
+        ] {
+            let mut p = principal(org, false);
+            p.workspaces = vec![(ws, role)];
+            assert_eq!(permission(&p, &s, &[]), expected, "{role:?}");
+            p.workspaces = vec![(Uuid::now_v7(), role)];
+            assert_eq!(permission(&p, &s, &[]), Permission::None);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod glob;
 pub mod memories;
 pub mod pagination;
 pub mod schema;
@@ -16,6 +17,7 @@ pub mod search;
 pub mod server;
 pub mod spaces;
 pub mod validate;
+pub mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,8 @@ use crate::search::graphql::SearchQuery;
 use crate::search::vector_index::VectorIndex;
 use crate::spaces::graphql::{SpaceMutation, SpaceQuery};
 use crate::spaces::loaders::{SpaceAccessLoader, SpaceLabelsLoader, SpaceTagsLoader};
+use crate::workspaces::graphql::{WorkspaceMutation, WorkspaceQuery};
+use crate::workspaces::loaders::WorkspaceStatsLoader;
 use std::sync::Arc;
 
 #[derive(MergedObject, Default)]
@@ -26,11 +28,17 @@ pub struct Query(
     SpaceQuery,
     MemoryQuery,
     SearchQuery,
+    WorkspaceQuery,
     AuditQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(DirectoryMutation, SpaceMutation, MemoryMutation);
+pub struct Mutation(
+    DirectoryMutation,
+    SpaceMutation,
+    MemoryMutation,
+    WorkspaceMutation,
+);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -60,6 +68,7 @@ pub struct Loaders {
     pub space_access: DataLoader<SpaceAccessLoader>,
     pub memory_tags: DataLoader<MemoryTagsLoader>,
     pub memory_stats: DataLoader<MemoryStatsLoader>,
+    pub workspace_stats: DataLoader<WorkspaceStatsLoader>,
 }
 
 impl Loaders {
@@ -76,6 +85,7 @@ impl Loaders {
             space_access: DataLoader::new(SpaceAccessLoader { db: c(), principal }, tokio::spawn),
             memory_tags: DataLoader::new(MemoryTagsLoader(c()), tokio::spawn),
             memory_stats: DataLoader::new(MemoryStatsLoader(c()), tokio::spawn),
+            workspace_stats: DataLoader::new(WorkspaceStatsLoader(c()), tokio::spawn),
         }
     }
 }

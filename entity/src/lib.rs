@@ -19,3 +19,5 @@ pub mod space_token;
 pub mod user;
 pub mod user_department;
 pub mod user_role;
+pub mod workspace;
+pub mod workspace_member;

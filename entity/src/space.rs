@@ -17,6 +17,8 @@ pub struct Model {
     pub chunk_overlap: i32,
     /// The agent assigned to work in this space (holds EDIT).
     pub agent_id: Option<Uuid>,
+    /// The workspace the space belongs to, if any.
+    pub workspace_id: Option<Uuid>,
     pub last_activity_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

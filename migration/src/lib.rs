@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_foundation;
 mod m20261127_000002_sharing;
 mod m20261127_000003_memories;
+mod m20261127_000004_workspaces;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_foundation::Migration),
             Box::new(m20261127_000002_sharing::Migration),
             Box::new(m20261127_000003_memories::Migration),
+            Box::new(m20261127_000004_workspaces::Migration),
         ]
     }
 }

@@ -38,8 +38,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, cols) in [
-            ("ix_memories_space_created", vec![Memories::SpaceId, Memories::CreatedAt, Memories::Id]),
-            ("ix_memories_space_thread", vec![Memories::SpaceId, Memories::ThreadId]),
+            (
+                "ix_memories_space_created",
+                vec![Memories::SpaceId, Memories::CreatedAt, Memories::Id],
+            ),
+            (
+                "ix_memories_space_thread",
+                vec![Memories::SpaceId, Memories::ThreadId],
+            ),
             ("ix_memories_agent", vec![Memories::AgentId]),
             ("ix_memories_expires", vec![Memories::ExpiresAt]),
         ] {
@@ -56,7 +62,11 @@ impl MigrationTrait for Migration {
                     .table(MemoryTags::Table)
                     .col(uuid(MemoryTags::MemoryId))
                     .col(string_len(MemoryTags::Tag, 64))
-                    .primary_key(Index::create().col(MemoryTags::MemoryId).col(MemoryTags::Tag))
+                    .primary_key(
+                        Index::create()
+                            .col(MemoryTags::MemoryId)
+                            .col(MemoryTags::Tag),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_memory_tags_memory")
@@ -126,7 +136,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(SpaceLinks::SpaceId))
                     .col(uuid(SpaceLinks::LinkedSpaceId))
                     .col(timestamp_with_time_zone(SpaceLinks::CreatedAt))
-                    .primary_key(Index::create().col(SpaceLinks::SpaceId).col(SpaceLinks::LinkedSpaceId))
+                    .primary_key(
+                        Index::create()
+                            .col(SpaceLinks::SpaceId)
+                            .col(SpaceLinks::LinkedSpaceId),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_space_links_space")
@@ -194,10 +208,16 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == DatabaseBackend::Sqlite {
             let db = manager.get_connection();
-            for t in ["memories_fts_insert", "memories_fts_delete", "memories_fts_update"] {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {t}")).await?;
+            for t in [
+                "memories_fts_insert",
+                "memories_fts_delete",
+                "memories_fts_update",
+            ] {
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {t}"))
+                    .await?;
             }
-            db.execute_unprepared("DROP TABLE IF EXISTS memories_fts").await?;
+            db.execute_unprepared("DROP TABLE IF EXISTS memories_fts")
+                .await?;
         }
         for t in [
             SpaceLinks::Table.into_iden(),
@@ -205,7 +225,9 @@ impl MigrationTrait for Migration {
             MemoryTags::Table.into_iden(),
             Memories::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -9,9 +9,11 @@ use uuid::Uuid;
 
 use super::principal::TokenScope;
 use super::{Principal, PrincipalKind};
-use crate::access::Permission;
+use crate::access::{Permission, WorkspaceRole};
 use crate::error::{AppError, AppResult};
-use entity::{agent, api_key, space, space_token, user, user_department, user_role};
+use entity::{
+    agent, api_key, space, space_token, user, user_department, user_role, workspace_member,
+};
 
 /// Prefix of every generated API key, so leaked keys are easy to recognise in scanners.
 pub const API_KEY_PREFIX: &str = "msk_";
@@ -122,6 +124,13 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<
                 .into_tuple::<Uuid>()
                 .all(db)
                 .await?;
+            let workspaces = workspace_member::Entity::find()
+                .filter(workspace_member::Column::UserId.eq(user.id))
+                .all(db)
+                .await?
+                .into_iter()
+                .filter_map(|m| WorkspaceRole::parse(&m.role).map(|r| (m.workspace_id, r)))
+                .collect();
             Ok(Principal {
                 kind: PrincipalKind::User,
                 id: user.id,
@@ -131,6 +140,7 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<
                 department_ids,
                 credential_id: key.id,
                 token: None,
+                workspaces,
             })
         }
         (None, Some(agent_id)) => {
@@ -147,6 +157,7 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<
                 department_ids: Vec::new(),
                 credential_id: key.id,
                 token: None,
+                workspaces: Vec::new(),
             })
         }
         (None, None) => Err(AppError::Unauthenticated),
@@ -184,6 +195,7 @@ async fn authenticate_space_token(
             space_id: space.id,
             permission: Permission::parse(&token.permission).min(Permission::Edit),
         }),
+        workspaces: Vec::new(),
     }))
 }
 

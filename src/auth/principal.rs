@@ -1,6 +1,6 @@
 use uuid::Uuid;
 
-use crate::access::Permission;
+use crate::access::{Permission, WorkspaceRole};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrincipalKind {
@@ -51,6 +51,8 @@ pub struct Principal {
     pub credential_id: Uuid,
     /// Set for space tokens only.
     pub token: Option<TokenScope>,
+    /// The workspaces the user is a member of, with the role held.
+    pub workspaces: Vec<(Uuid, WorkspaceRole)>,
 }
 
 impl Principal {

@@ -60,8 +60,8 @@ impl Bench {
 fn vocabulary() -> Vec<String> {
     // Pronounceable synthetic words, so stems and trigrams behave like text.
     let syllables = [
-        "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "an", "el", "or", "us",
-        "ti", "ba", "de", "fu", "go", "hi",
+        "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "an", "el", "or", "us", "ti",
+        "ba", "de", "fu", "go", "hi",
     ];
     let mut rng = StdRng::seed_from_u64(7);
     (0..3000)
@@ -102,8 +102,8 @@ async fn main() -> anyhow::Result<()> {
         searches,
     } = Cli::parse().command;
     let dir = tempfile_dir()?;
-    let url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
+    let url =
+        database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
     let key = "bench-admin-key-0123456789".to_string();
     let mut config = Config::new(url.clone());
     config.admin_key = Some(key.clone());
@@ -117,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
             json!({}),
         )
         .await;
-    let space_id = space["createSpace"]["id"].as_str().unwrap_or_default().to_string();
+    let space_id = space["createSpace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let vocab = vocabulary();
     let mut rng = StdRng::seed_from_u64(42);
 
@@ -201,7 +204,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("memspace-bench-{}", uuid::Uuid::now_v7().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("memspace-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

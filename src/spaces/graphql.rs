@@ -140,6 +140,24 @@ impl Space {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.model.organization_id).await
     }
+    /// The workspace the space belongs to; null when none, or when the caller cannot see it.
+    async fn workspace(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<crate::workspaces::graphql::Workspace>> {
+        let Some(id) = self.model.workspace_id else {
+            return Ok(None);
+        };
+        let p = ctx.principal()?;
+        match crate::workspaces::service::load(&ctx.db().read, p, id).await {
+            Ok((model, role)) => Ok(Some(crate::workspaces::graphql::Workspace {
+                model,
+                role: Some(role),
+            })),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
     /// The user or agent that owns the space.
     async fn owner(&self, ctx: &Context<'_>) -> Result<PrincipalObject> {
         let kind = PrincipalKind::parse(&self.model.owner_kind).unwrap_or(PrincipalKind::User);
@@ -414,6 +432,8 @@ pub struct CreateSpaceInput {
     embedder: Option<String>,
     /// Defaults to 800 / 100 characters.
     chunking: Option<ChunkingInput>,
+    /// Put the space in this workspace (you need EDITOR or more there).
+    workspace_id: Option<ID>,
     /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
     grants: Option<Vec<GrantInput>>,
     /// Users who may view (VIEW grants).
@@ -482,6 +502,8 @@ pub enum TagsMatch {
 pub struct SpaceFilter {
     /// Glob on the name: `*` any run of characters, `?` one character; case-sensitive.
     name: Option<String>,
+    /// Only spaces of this workspace.
+    pub workspace_id: Option<ID>,
     /// Only spaces of this owner (others than yourself: org admins only).
     owner_id: Option<ID>,
     /// Every label must match.
@@ -511,9 +533,9 @@ pub enum OrderDirection {
 #[derive(InputObject)]
 pub struct SpaceOrder {
     #[graphql(default)]
-    field: SpaceOrderField,
+    pub field: SpaceOrderField,
     #[graphql(default)]
-    direction: OrderDirection,
+    pub direction: OrderDirection,
 }
 
 #[derive(Default)]
@@ -537,54 +559,69 @@ impl SpaceQuery {
         filter: Option<SpaceFilter>,
         order_by: Option<SpaceOrder>,
     ) -> Result<SpaceConnection> {
-        let p = ctx.principal()?;
-        let filter = filter.unwrap_or_default();
-        let order = order_by.unwrap_or(SpaceOrder {
-            field: SpaceOrderField::CreatedAt,
-            direction: OrderDirection::Desc,
-        });
-        let order_field = match order.field {
-            SpaceOrderField::CreatedAt => OrderField::CreatedAt,
-            SpaceOrderField::Name => OrderField::Name,
-        };
-        let query = ListQuery {
-            first,
-            after,
-            filter: ListFilter {
-                name_glob: filter.name,
-                owner_id: filter
-                    .owner_id
-                    .map(|id| input_id("filter.ownerId", &id))
-                    .transpose()?,
-                labels: label_pairs(filter.labels.unwrap_or_default()),
-                tags: filter.tags.unwrap_or_default(),
-                tags_match_all: filter.tags_match == TagsMatch::All,
-                include_deleted: filter.include_deleted,
-            },
-            order: order_field,
-            descending: order.direction == OrderDirection::Desc,
-        };
-        let result = service::list(ctx.db(), p, query).await?;
-        let page = result.page;
-        let edges: Vec<SpaceEdge> = page
-            .items
-            .into_iter()
-            .map(|access| SpaceEdge {
-                cursor: service::cursor_of(&access.space, order_field),
-                node: access.into(),
-            })
-            .collect();
-        Ok(SpaceConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
-            edges,
-            condition: result.condition,
-        })
+        list_spaces(ctx, first, after, filter, order_by).await
     }
+}
+
+/// `spaces` (also behind `Workspace.spaces`).
+pub async fn list_spaces(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<SpaceFilter>,
+    order_by: Option<SpaceOrder>,
+) -> Result<SpaceConnection> {
+    let p = ctx.principal()?;
+    let filter = filter.unwrap_or_default();
+    let order = order_by.unwrap_or(SpaceOrder {
+        field: SpaceOrderField::CreatedAt,
+        direction: OrderDirection::Desc,
+    });
+    let order_field = match order.field {
+        SpaceOrderField::CreatedAt => OrderField::CreatedAt,
+        SpaceOrderField::Name => OrderField::Name,
+    };
+    let query = ListQuery {
+        first,
+        after,
+        filter: ListFilter {
+            name_glob: filter.name,
+            owner_id: filter
+                .owner_id
+                .map(|id| input_id("filter.ownerId", &id))
+                .transpose()?,
+            labels: label_pairs(filter.labels.unwrap_or_default()),
+            tags: filter.tags.unwrap_or_default(),
+            tags_match_all: filter.tags_match == TagsMatch::All,
+            include_deleted: filter.include_deleted,
+            workspace_id: filter
+                .workspace_id
+                .map(|id| input_id("filter.workspaceId", &id))
+                .transpose()?,
+        },
+        order: order_field,
+        descending: order.direction == OrderDirection::Desc,
+    };
+    let result = service::list(ctx.db(), p, query).await?;
+    let page = result.page;
+    let edges: Vec<SpaceEdge> = page
+        .items
+        .into_iter()
+        .map(|access| SpaceEdge {
+            cursor: service::cursor_of(&access.space, order_field),
+            node: access.into(),
+        })
+        .collect();
+    Ok(SpaceConnection {
+        page_info: PageInfo {
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        },
+        edges,
+        condition: result.condition,
+    })
 }
 
 #[derive(Default)]
@@ -607,6 +644,10 @@ impl SpaceMutation {
                 .transpose()?,
             embedder: input.embedder,
             chunking: input.chunking.map(Into::into),
+            workspace_id: input
+                .workspace_id
+                .map(|id| input_id("workspaceId", &id))
+                .transpose()?,
             grants: grant_lists!(input),
         };
         Ok(service::create(&ctx.db().write, p, new).await?.into())

@@ -1,7 +1,6 @@
 //! The space domain: validation, access checks (through `access.rs`), transactions.
 use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::sea_query::extension::sqlite::SqliteExpr;
-use sea_orm::sea_query::{Condition, Expr, LikeExpr, Query};
+use sea_orm::sea_query::{Condition, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, ModelTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -44,6 +43,7 @@ pub struct NewSpace {
     pub owner_id: Option<Uuid>,
     pub embedder: Option<String>,
     pub chunking: Option<Chunking>,
+    pub workspace_id: Option<Uuid>,
     pub grants: GrantLists,
 }
 
@@ -87,6 +87,7 @@ pub struct ListFilter {
     pub tags: Vec<String>,
     pub tags_match_all: bool,
     pub include_deleted: bool,
+    pub workspace_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -258,6 +259,10 @@ where
     let (owner_id, owner_kind) = owner(&txn, principal, input.owner_id).await?;
     let grants =
         sharing::resolve(&txn, principal.organization_id, input.grants.specs(), true).await?;
+    let workspace_id = input.workspace_id;
+    if let Some(w) = workspace_id {
+        crate::workspaces::service::check_space_creation(&txn, principal, w).await?;
+    }
     let at = now();
     let model = space::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -271,6 +276,7 @@ where
         chunk_size: Set(chunking.size),
         chunk_overlap: Set(chunking.overlap),
         agent_id: Set(None),
+        workspace_id: Set(workspace_id),
         last_activity_at: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
@@ -581,35 +587,6 @@ where
     Ok(id)
 }
 
-/// Translates a user glob (`*` any run, `?` one character; everything else literal) into a
-/// case-sensitive SQL condition on `column` for the backend at hand.
-fn glob_condition(backend: DatabaseBackend, column: space::Column, glob: &str) -> Condition {
-    let expr = match backend {
-        DatabaseBackend::Sqlite => {
-            // SQLite's GLOB is case-sensitive and already speaks `*` and `?`; only `[` is special.
-            Expr::col(column).glob(glob.replace('[', "[[]"))
-        }
-        _ => Expr::col(column).like(LikeExpr::new(glob_to_like(glob)).escape('\\')),
-    };
-    Condition::all().add(expr)
-}
-
-fn glob_to_like(glob: &str) -> String {
-    let mut out = String::with_capacity(glob.len() + 4);
-    for c in glob.chars() {
-        match c {
-            '*' => out.push('%'),
-            '?' => out.push('_'),
-            '%' | '_' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn filter_condition(
     backend: DatabaseBackend,
     principal: &Principal,
@@ -626,7 +603,10 @@ fn filter_condition(
                 "must be at most 255 characters",
             ));
         }
-        cond = cond.add(glob_condition(backend, space::Column::Name, glob));
+        cond = cond.add(crate::glob::condition(backend, space::Column::Name, glob));
+    }
+    if let Some(w) = filter.workspace_id {
+        cond = cond.add(space::Column::WorkspaceId.eq(w));
     }
     if let Some(owner) = filter.owner_id {
         if owner != principal.id && !principal.is_admin {
@@ -801,13 +781,6 @@ pub async fn count(db: &impl ConnectionTrait, condition: Condition) -> AppResult
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_become_escaped_like_patterns() {
-        assert_eq!(glob_to_like("Research*"), "Research%");
-        assert_eq!(glob_to_like("*kb?"), "%kb_");
-        assert_eq!(glob_to_like("100%_done\\"), "100\\%\\_done\\\\");
-    }
 
     #[test]
     fn chunking_overlap_must_be_below_size() {
