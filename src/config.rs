@@ -30,6 +30,24 @@ pub struct ServeArgs {
     /// Connections in the database pool (PostgreSQL; SQLite readers).
     #[arg(long, env = "MEMSPACE_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Longest query nesting (fields deep); introspection is exempt.
+    #[arg(long, env = "MEMSPACE_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Highest query complexity (fields, times `first` of the lists they sit in).
+    #[arg(long, env = "MEMSPACE_MAX_COMPLEXITY", default_value_t = 250_000)]
+    pub max_complexity: usize,
+    /// Most aliased fields in one query.
+    #[arg(long, env = "MEMSPACE_MAX_ALIASES", default_value_t = 200)]
+    pub max_aliases: usize,
+    /// Seconds before a request is cancelled.
+    #[arg(long, env = "MEMSPACE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Requests per second per API key or space token; 0 turns rate limiting off (default).
+    #[arg(long, env = "MEMSPACE_RATE_LIMIT_PER_SECOND", default_value_t = 0)]
+    pub rate_limit_per_second: u32,
+    /// Burst allowed above the rate (default: twice the rate).
+    #[arg(long, env = "MEMSPACE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
     /// Seconds between sweeps that delete expired memories.
     #[arg(long, env = "MEMSPACE_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
@@ -43,9 +61,25 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
     pub sweep_interval: std::time::Duration,
+    pub query_limits: crate::limits::QueryLimits,
+    pub request_timeout: std::time::Duration,
+    /// (requests per second, burst) per credential; `None` = off.
+    pub rate_limit: Option<(u32, u32)>,
 }
 
 impl Config {
+    pub fn server_limits(&self) -> crate::server::ServerLimits {
+        use std::num::NonZeroU32;
+        crate::server::ServerLimits {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout,
+            query: self.query_limits,
+            rate_limit: self.rate_limit.and_then(|(rate, burst)| {
+                Some((NonZeroU32::new(rate)?, NonZeroU32::new(burst.max(rate))?))
+            }),
+        }
+    }
+
     pub fn new(database_url: impl Into<String>) -> Self {
         Config {
             database_url: database_url.into(),
@@ -53,6 +87,9 @@ impl Config {
             max_body_bytes: 2 * 1024 * 1024,
             db_pool_size: 16,
             sweep_interval: std::time::Duration::from_secs(60),
+            query_limits: crate::limits::QueryLimits::default(),
+            request_timeout: std::time::Duration::from_secs(30),
+            rate_limit: None,
         }
     }
 }
@@ -65,6 +102,19 @@ impl From<&ServeArgs> for Config {
             max_body_bytes: args.max_body_bytes,
             db_pool_size: args.db_pool_size,
             sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs.max(1)),
+            query_limits: crate::limits::QueryLimits {
+                max_depth: args.max_depth.max(1),
+                max_complexity: args.max_complexity.max(1),
+                max_aliases: args.max_aliases,
+            },
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+            rate_limit: (args.rate_limit_per_second > 0).then(|| {
+                let rate = args.rate_limit_per_second;
+                (
+                    rate,
+                    args.rate_limit_burst.unwrap_or(rate.saturating_mul(2)),
+                )
+            }),
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod glob;
+pub mod limits;
 pub mod memories;
+pub mod metrics;
 pub mod pagination;
 pub mod schema;
 pub mod search;
@@ -51,12 +53,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let index = Arc::new(search::vector_index::VectorIndex::default());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     let schema = schema::build(Some((db.clone(), index.clone())));
-    let state = server::AppState {
-        schema: schema.clone(),
-        db: db.clone(),
-    };
+    let state = server::AppState::new(schema.clone(), db.clone(), config.server_limits());
     Ok(App {
-        router: server::router(state, config.max_body_bytes),
+        router: server::router(state),
         schema,
         db,
         index,

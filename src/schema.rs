@@ -1,5 +1,5 @@
 //! The GraphQL schema: each slice's Query/Mutation parts merged, per-request context, SDL export.
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
@@ -58,36 +58,43 @@ pub fn sdl() -> String {
 
 /// Per-request DataLoaders (never shared between requests: their caches are per caller).
 pub struct Loaders {
-    pub organizations: DataLoader<OrganizationLoader>,
-    pub users: DataLoader<UserLoader>,
-    pub agents: DataLoader<AgentLoader>,
-    pub user_roles: DataLoader<UserRolesLoader>,
-    pub user_departments: DataLoader<UserDepartmentsLoader>,
-    pub space_labels: DataLoader<SpaceLabelsLoader>,
-    pub space_tags: DataLoader<SpaceTagsLoader>,
-    pub space_access: DataLoader<SpaceAccessLoader>,
-    pub memory_tags: DataLoader<MemoryTagsLoader>,
-    pub memory_stats: DataLoader<MemoryStatsLoader>,
-    pub workspace_stats: DataLoader<WorkspaceStatsLoader>,
+    pub organizations: DataLoader<OrganizationLoader, HashMapCache>,
+    pub users: DataLoader<UserLoader, HashMapCache>,
+    pub agents: DataLoader<AgentLoader, HashMapCache>,
+    pub user_roles: DataLoader<UserRolesLoader, HashMapCache>,
+    pub user_departments: DataLoader<UserDepartmentsLoader, HashMapCache>,
+    pub space_labels: DataLoader<SpaceLabelsLoader, HashMapCache>,
+    pub space_tags: DataLoader<SpaceTagsLoader, HashMapCache>,
+    pub space_access: DataLoader<SpaceAccessLoader, HashMapCache>,
+    pub memory_tags: DataLoader<MemoryTagsLoader, HashMapCache>,
+    pub memory_stats: DataLoader<MemoryStatsLoader, HashMapCache>,
+    pub workspace_stats: DataLoader<WorkspaceStatsLoader, HashMapCache>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection, principal: Option<Principal>) -> Self {
         let c = || db.clone();
         Loaders {
-            organizations: DataLoader::new(OrganizationLoader(c()), tokio::spawn),
-            users: DataLoader::new(UserLoader(c()), tokio::spawn),
-            agents: DataLoader::new(AgentLoader(c()), tokio::spawn),
-            user_roles: DataLoader::new(UserRolesLoader(c()), tokio::spawn),
-            user_departments: DataLoader::new(UserDepartmentsLoader(c()), tokio::spawn),
-            space_labels: DataLoader::new(SpaceLabelsLoader(c()), tokio::spawn),
-            space_tags: DataLoader::new(SpaceTagsLoader(c()), tokio::spawn),
-            space_access: DataLoader::new(SpaceAccessLoader { db: c(), principal }, tokio::spawn),
-            memory_tags: DataLoader::new(MemoryTagsLoader(c()), tokio::spawn),
-            memory_stats: DataLoader::new(MemoryStatsLoader(c()), tokio::spawn),
-            workspace_stats: DataLoader::new(WorkspaceStatsLoader(c()), tokio::spawn),
+            organizations: cached(OrganizationLoader(c())),
+            users: cached(UserLoader(c())),
+            agents: cached(AgentLoader(c())),
+            user_roles: cached(UserRolesLoader(c())),
+            user_departments: cached(UserDepartmentsLoader(c())),
+            space_labels: cached(SpaceLabelsLoader(c())),
+            space_tags: cached(SpaceTagsLoader(c())),
+            space_access: cached(SpaceAccessLoader { db: c(), principal }),
+            memory_tags: cached(MemoryTagsLoader(c())),
+            memory_stats: cached(MemoryStatsLoader(c())),
+            workspace_stats: cached(WorkspaceStatsLoader(c())),
         }
     }
+}
+
+/// Per-request loaders cache what they load, so a list can load a whole page's relations in one
+/// batch up front (see `prefetch` in the list resolvers) and every item then hits the cache:
+/// the statement count of a page does not depend on its size or on timing.
+fn cached<L: async_graphql::dataloader::Loader<Uuid>>(loader: L) -> DataLoader<L, HashMapCache> {
+    DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
 }
 
 /// Context accessors for resolvers.

@@ -1,15 +1,24 @@
-//! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`; auth; tracing.
-use std::time::Duration;
+//! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`;
+//! authentication, limits, rate limiting, timeouts, tracing and metrics around every request.
+//!
+//! GraphQL over HTTP: POST takes `application/json` (or `application/graphql`); GET takes the
+//! query string, for queries only (a mutation gets 405). Responses are `application/json`, or
+//! `application/graphql-response+json` when the client asks for it — then a request that could
+//! not be executed (parse or validation error) gets 400, as that media type requires. Malformed
+//! requests get 400 with a GraphQL error body; nothing answers 500.
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use tower_http::limit::RequestBodyLimitLayer;
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -17,29 +26,193 @@ use uuid::Uuid;
 use crate::auth::keys;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::limits::{self, QueryLimits};
+use crate::metrics::Metrics;
 use crate::schema::{AppSchema, Loaders};
+
+/// Limits of the HTTP layer (all configurable, see `config.rs`).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub query: QueryLimits,
+    /// Requests per second per credential; `None` = no rate limit.
+    pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub schema: AppSchema,
     pub db: Db,
+    pub limits: Arc<ServerLimits>,
+    pub metrics: Arc<Metrics>,
+    pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+impl AppState {
+    pub fn new(schema: AppSchema, db: Db, limits: ServerLimits) -> AppState {
+        let rate_limiter = limits.rate_limit.map(|(per_second, burst)| {
+            Arc::new(RateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            ))
+        });
+        AppState {
+            schema,
+            db,
+            limits: Arc::new(limits),
+            metrics: Arc::new(Metrics::new()),
+            rate_limiter,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn graphql_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    execute(&state, &headers, request.into_inner()).await
+async fn readyz(State(state): State<AppState>) -> Response {
+    let read = state.db.read.ping().await;
+    let write = state.db.write.ping().await;
+    match (read, write) {
+        (Ok(()), Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.db).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A request-level failure, answered before any GraphQL execution.
+struct Reject {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Reject {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Reject {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Reject::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+fn too_large(limit: usize) -> Reject {
+    Reject::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads and decodes a POST body into a GraphQL request.
+async fn decode_post(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<async_graphql::Request, Reject> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large(limit));
+        }
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_big {
+            too_large(limit)
+        } else {
+            Reject::bad_request(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    match media.as_str() {
+        "application/json" | "application/graphql-response+json" | "" => decode_json(&bytes),
+        "application/graphql" => {
+            let query = std::str::from_utf8(&bytes)
+                .map_err(|_| Reject::bad_request("the body is not valid UTF-8"))?;
+            Ok(async_graphql::Request::new(query))
+        }
+        other => Err(Reject::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("content type {other:?} is not supported; send application/json"),
+        )),
+    }
+}
+
+fn decode_json(bytes: &[u8]) -> Result<async_graphql::Request, Reject> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Reject::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let obj = match value {
+        serde_json::Value::Object(obj) => obj,
+        serde_json::Value::Array(_) => {
+            return Err(Reject::bad_request(
+                "batched requests are not supported; send one operation per request",
+            ))
+        }
+        _ => return Err(Reject::bad_request("the body must be a JSON object")),
+    };
+    match obj.get("query") {
+        Some(serde_json::Value::String(_)) => {}
+        Some(_) => return Err(Reject::bad_request("`query` must be a string")),
+        None => return Err(Reject::bad_request("the request has no `query`")),
+    }
+    if let Some(v) = obj.get("variables") {
+        if !(v.is_object() || v.is_null()) {
+            return Err(Reject::bad_request("`variables` must be an object"));
+        }
+    }
+    if let Some(v) = obj.get("operationName") {
+        if !(v.is_string() || v.is_null()) {
+            return Err(Reject::bad_request("`operationName` must be a string"));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(obj))
+        .map_err(|e| Reject::bad_request(format!("invalid GraphQL request: {e}")))
+}
+
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match decode_post(&headers, body, state.limits.max_body_bytes).await {
+        Ok(request) => execute(&state, &headers, request).await,
+        Err(r) => reject(&state, &headers, r, &new_trace_id()),
+    }
 }
 
 /// GET with a `query` parameter runs a query; a bare GET (a browser) gets GraphiQL.
@@ -48,34 +221,49 @@ async fn graphql_get(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let has_query = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("query=")));
+    let raw = uri.query().unwrap_or_default();
+    let has_query = raw.split('&').any(|kv| kv.starts_with("query="));
     if !has_query {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("Memspace GraphiQL")
-                .finish(),
-        )
-        .into_response();
+        let wants_html = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if wants_html || raw.is_empty() {
+            return Html(
+                GraphiQLSource::build()
+                    .endpoint("/graphql")
+                    .title("Memspace GraphiQL")
+                    .finish(),
+            )
+            .into_response();
+        }
+        return reject(
+            &state,
+            &headers,
+            Reject::bad_request("the request has no `query` parameter"),
+            &new_trace_id(),
+        );
     }
-    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+    let request = match async_graphql::http::parse_query_string(raw) {
         Ok(r) => r,
         Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("invalid GraphQL GET request: {e}"),
+            return reject(
+                &state,
+                &headers,
+                Reject::bad_request(format!("invalid GraphQL GET request: {e}")),
                 &new_trace_id(),
             )
         }
     };
     if is_mutation(&request) {
-        let mut resp = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "mutations must be sent with POST",
+        let mut resp = reject(
+            &state,
+            &headers,
+            Reject::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "mutations must be sent with POST",
+            ),
             &new_trace_id(),
         );
         resp.headers_mut()
@@ -102,71 +290,237 @@ fn new_trace_id() -> String {
     Uuid::now_v7().simple().to_string()
 }
 
+/// Whether the client asked for `application/graphql-response+json`.
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/graphql-response+json"))
+}
+
+fn content_type(headers: &HeaderMap) -> HeaderValue {
+    if wants_graphql_response(headers) {
+        HeaderValue::from_static("application/graphql-response+json; charset=utf-8")
+    } else {
+        HeaderValue::from_static("application/json; charset=utf-8")
+    }
+}
+
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> Response {
     let trace_id = new_trace_id();
+    let started = Instant::now();
+    let operation = request.operation_name.clone();
     let span = tracing::info_span!(
         "graphql",
         trace_id = %trace_id,
-        operation = request.operation_name.as_deref().unwrap_or("")
+        operation = operation.as_deref().unwrap_or("")
     );
-    async {
-        let Some(secret) = keys::credential(headers) else {
-            return unauthenticated(&trace_id);
-        };
-        let principal = match keys::authenticate(&state.db.read, secret).await {
-            Ok(p) => p,
-            Err(AppError::Unauthenticated) => return unauthenticated(&trace_id),
-            Err(e) => {
-                tracing::error!(error = ?e, "authentication failed");
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "INTERNAL",
-                    "the server cannot check credentials right now",
-                    &trace_id,
-                );
-            }
-        };
-        let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
-        let request = request.data(principal).data(loaders);
-        let mut response = state.schema.execute(request).await;
-        for err in &mut response.errors {
-            let ext = err.extensions.get_or_insert_with(Default::default);
-            if ext.get("code").is_none() {
-                // Parse and validation errors raised by the GraphQL engine itself.
-                ext.set("code", "GRAPHQL_VALIDATION_FAILED");
-            }
-            ext.set("traceId", trace_id.as_str());
-        }
-        GraphQLResponse::from(response).into_response()
-    }
-    .instrument(span)
-    .await
+    let (response, outcome) = run(state, headers, request, &trace_id)
+        .instrument(span)
+        .await;
+    state.metrics.observe(
+        operation.as_deref(),
+        &outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
-fn unauthenticated(trace_id: &str) -> Response {
-    let mut resp = error_response(
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    trace_id: &str,
+) -> (Response, String) {
+    let Some(secret) = keys::credential(headers) else {
+        return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into());
+    };
+    let principal = match keys::authenticate(&state.db.read, secret).await {
+        Ok(p) => p,
+        Err(AppError::Unauthenticated) => {
+            return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into())
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "authentication failed");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "the server cannot check credentials right now",
+            );
+            return (
+                error_response(headers, r, trace_id, None),
+                "INTERNAL".into(),
+            );
+        }
+    };
+    if let Some(limiter) = &state.rate_limiter {
+        if let Err(not_until) = limiter.check_key(&principal.credential_id) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let r = Reject::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("too many requests for this key; retry in {secs} s"),
+            );
+            let mut resp = error_response(
+                headers,
+                r,
+                trace_id,
+                Some(("retryAfter", serde_json::json!(secs))),
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
+            );
+            return (resp, "RATE_LIMITED".into());
+        }
+    }
+    if let Err(too) = limits::check(
+        &request.query,
+        request.operation_name.as_deref(),
+        &request.variables,
+        &state.limits.query,
+    ) {
+        let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message());
+        let details = serde_json::json!({
+            "limit": too.limit, "measured": too.measured, "kind": too.kind
+        });
+        return (
+            error_response(headers, r, trace_id, Some(("limit", details))),
+            "QUERY_TOO_COMPLEX".into(),
+        );
+    }
+
+    let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
+    let request = request.data(principal).data(loaders);
+    let executed =
+        tokio::time::timeout(state.limits.request_timeout, state.schema.execute(request)).await;
+    let mut response = match executed {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("request timed out");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                format!(
+                    "the request took longer than {} s and was cancelled (nothing was committed)",
+                    state.limits.request_timeout.as_secs_f64()
+                ),
+            );
+            return (error_response(headers, r, trace_id, None), "TIMEOUT".into());
+        }
+    };
+    let mut request_error = !response.errors.is_empty();
+    for err in &mut response.errors {
+        if !err.path.is_empty() {
+            request_error = false;
+        }
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            // Parse and validation errors raised by the GraphQL engine itself.
+            let code = if err.message.contains("nested too deep")
+                || err.message.contains("too complex")
+                || err.message.contains("recursion limit")
+            {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                "GRAPHQL_VALIDATION_FAILED"
+            };
+            ext.set("code", code);
+        }
+        ext.set("traceId", trace_id);
+    }
+    let request_error = request_error && response.data == async_graphql::Value::Null;
+    let outcome = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| match x.get("code") {
+            Some(async_graphql::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ok".into());
+    let status = if request_error && wants_graphql_response(headers) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "response serialisation failed");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "internal error",
+            );
+            return (
+                error_response(headers, r, trace_id, None),
+                "INTERNAL".into(),
+            );
+        }
+    };
+    let resp = (
+        status,
+        [(header::CONTENT_TYPE, content_type(headers))],
+        body,
+    )
+        .into_response();
+    (resp, outcome)
+}
+
+fn unauthenticated(headers: &HeaderMap, trace_id: &str) -> Response {
+    let r = Reject::new(
         StatusCode::UNAUTHORIZED,
-        AppError::Unauthenticated.code(),
-        &AppError::Unauthenticated.message(),
-        trace_id,
+        "UNAUTHENTICATED",
+        AppError::Unauthenticated.message(),
     );
+    let mut resp = error_response(headers, r, trace_id, None);
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str, trace_id: &str) -> Response {
+fn reject(state: &AppState, headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
+    state.metrics.observe(None, r.code, 0.0);
+    error_response(headers, r, trace_id, None)
+}
+
+fn error_response(
+    headers: &HeaderMap,
+    r: Reject,
+    trace_id: &str,
+    extra: Option<(&str, serde_json::Value)>,
+) -> Response {
+    let mut extensions = serde_json::json!({ "code": r.code, "traceId": trace_id });
+    if let (Some((key, value)), Some(map)) = (extra, extensions.as_object_mut()) {
+        if let serde_json::Value::Object(inner) = &value {
+            if key == "limit" {
+                for (k, v) in inner {
+                    map.insert(k.clone(), v.clone());
+                }
+            } else {
+                map.insert(key.to_string(), value);
+            }
+        } else {
+            map.insert(key.to_string(), value);
+        }
+    }
     let body = serde_json::json!({
-        "errors": [{
-            "message": message,
-            "extensions": { "code": code, "traceId": trace_id }
-        }]
+        "errors": [{ "message": r.message, "extensions": extensions }]
     });
-    (status, Json(body)).into_response()
+    (
+        r.status,
+        [(header::CONTENT_TYPE, content_type(headers))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Resolves on SIGINT or SIGTERM, for graceful shutdown.
@@ -189,7 +543,5 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
-    // Give load balancers a moment; in-flight requests are drained by axum.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }

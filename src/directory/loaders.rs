@@ -47,7 +47,8 @@ impl Loader<Uuid> for UserRolesLoader {
             .order_by_asc(role::Column::Name)
             .all(&self.0)
             .await?;
-        let mut out: HashMap<Uuid, Vec<role::Model>> = HashMap::new();
+        let mut out: HashMap<Uuid, Vec<role::Model>> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
         for (link, role) in rows {
             if let Some(role) = role {
                 out.entry(link.user_id).or_default().push(role);
@@ -71,7 +72,8 @@ impl Loader<Uuid> for UserDepartmentsLoader {
             .order_by_asc(department::Column::Name)
             .all(&self.0)
             .await?;
-        let mut out: HashMap<Uuid, Vec<department::Model>> = HashMap::new();
+        let mut out: HashMap<Uuid, Vec<department::Model>> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
         for (link, department) in rows {
             if let Some(department) = department {
                 out.entry(link.user_id).or_default().push(department);

@@ -99,6 +99,56 @@ impl Memory {
     }
 }
 
+/// Loads, one batch per relation, what the selection under a list of memories will ask for.
+pub async fn prefetch_memories(
+    ctx: &Context<'_>,
+    node: async_graphql::Lookahead<'_>,
+    memories: &[memory::Model],
+) -> Result<()> {
+    if memories.is_empty() {
+        return Ok(());
+    }
+    let loaders = ctx.loaders()?;
+    if node.field("tags").exists() {
+        let ids: Vec<uuid::Uuid> = memories.iter().map(|m| m.id).collect();
+        loaders
+            .memory_tags
+            .load_many(ids)
+            .await
+            .map_err(loader_err)?;
+    }
+    if node.field("space").exists() {
+        let ids: std::collections::HashSet<uuid::Uuid> =
+            memories.iter().map(|m| m.space_id).collect();
+        loaders
+            .space_access
+            .load_many(ids)
+            .await
+            .map_err(loader_err)?;
+    }
+    let mut users = Vec::new();
+    let mut agents = Vec::new();
+    if node.field("author").exists() {
+        for m in memories {
+            match service::author_kind(m) {
+                Some(crate::auth::PrincipalKind::User) => users.push(m.author_id),
+                Some(crate::auth::PrincipalKind::Agent) => agents.push(m.author_id),
+                _ => {}
+            }
+        }
+    }
+    if node.field("agent").exists() {
+        agents.extend(memories.iter().filter_map(|m| m.agent_id));
+    }
+    if !users.is_empty() {
+        loaders.users.load_many(users).await.map_err(loader_err)?;
+    }
+    if !agents.is_empty() {
+        loaders.agents.load_many(agents).await.map_err(loader_err)?;
+    }
+    Ok(())
+}
+
 #[derive(SimpleObject)]
 pub struct MemoryEdge {
     cursor: String,
@@ -194,17 +244,17 @@ pub struct MemoryInput {
 }
 
 impl MemoryInput {
-    fn draft(self) -> Result<MemoryDraft, AppError> {
-        Ok(MemoryDraft {
+    fn draft(self) -> MemoryDraft {
+        MemoryDraft {
             content: self.content,
             tags: self.tags,
             metadata: self.metadata.map(|j| j.0),
             importance: self.importance,
             confidence: self.confidence,
-            agent_id: self.agent_id.map(|a| input_id("agentId", &a)).transpose()?,
+            agent_id: self.agent_id.map(|a| a.0),
             thread_id: self.thread_id,
             expires_at: self.expires_at,
-        })
+        }
     }
 }
 
@@ -285,7 +335,7 @@ impl MemoryMutation {
             thread_id: input.thread_id,
             expires_at: input.expires_at,
         }
-        .draft()?;
+        .draft();
         let mut rows =
             service::create_many(ctx.db(), ctx.index(), p, space_id, vec![draft], false).await?;
         let m = rows
@@ -304,17 +354,7 @@ impl MemoryMutation {
     ) -> Result<Vec<Memory>> {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &space_id)?;
-        let mut drafts = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.into_iter().enumerate() {
-            drafts.push(input.draft().map_err(|e| match e {
-                AppError::Validation { field, message, .. } => AppError::Validation {
-                    field,
-                    message: format!("item {i}: {message}"),
-                    details: Some(serde_json::json!({ "index": i })),
-                },
-                other => other,
-            })?);
-        }
+        let drafts = inputs.into_iter().map(MemoryInput::draft).collect();
         let rows = service::create_many(ctx.db(), ctx.index(), p, space_id, drafts, true).await?;
         Ok(rows.into_iter().map(Memory).collect())
     }

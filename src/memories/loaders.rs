@@ -25,7 +25,8 @@ impl Loader<Uuid> for MemoryTagsLoader {
             .order_by_asc(memory_tag::Column::Tag)
             .all(&self.0)
             .await?;
-        let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+        let mut out: HashMap<Uuid, Self::Value> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
         for t in rows {
             out.entry(t.memory_id).or_default().push(t.tag);
         }

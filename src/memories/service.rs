@@ -35,9 +35,17 @@ pub struct MemoryDraft {
     pub metadata: Option<serde_json::Value>,
     pub importance: Option<i32>,
     pub confidence: Option<f64>,
-    pub agent_id: Option<Uuid>,
+    /// As sent by the client; parsed (and checked to exist) in input order with the rest.
+    pub agent_id: Option<String>,
     pub thread_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn agent_id(raw: Option<&str>) -> AppResult<Option<Uuid>> {
+    raw.map(|a| {
+        Uuid::parse_str(a.trim()).map_err(|_| AppError::validation("agentId", "is not a valid ID"))
+    })
+    .transpose()
 }
 
 /// A validated memory, ready to embed and store.
@@ -157,7 +165,7 @@ fn validate_draft(d: MemoryDraft) -> AppResult<Valid> {
         metadata: metadata(d.metadata)?,
         importance: importance(d.importance)?,
         confidence: confidence(d.confidence)?,
-        agent_id: d.agent_id,
+        agent_id: agent_id(d.agent_id.as_deref())?,
         thread_id: thread_id(d.thread_id)?,
         expires_at: expires_at(d.expires_at)?,
     })
@@ -198,37 +206,27 @@ fn writable(access: &SpaceAccess) -> AppResult<()> {
     Ok(())
 }
 
-/// Checks that every agent named by the batch exists in the space's organization.
-async fn check_agents(
+/// The agents named by the drafts that exist in the space's organization.
+async fn known_agents(
     db: &impl ConnectionTrait,
     organization_id: Uuid,
-    valid: &[Valid],
-    batch: bool,
-) -> AppResult<()> {
-    let wanted: Vec<Uuid> = valid.iter().filter_map(|v| v.agent_id).collect();
+    drafts: &[MemoryDraft],
+) -> AppResult<Vec<Uuid>> {
+    let wanted: Vec<Uuid> = drafts
+        .iter()
+        .filter_map(|d| agent_id(d.agent_id.as_deref()).ok().flatten())
+        .collect();
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let known: Vec<Uuid> = agent::Entity::find()
+    Ok(agent::Entity::find()
         .select_only()
         .column(agent::Column::Id)
         .filter(agent::Column::Id.is_in(wanted))
         .filter(agent::Column::OrganizationId.eq(organization_id))
         .into_tuple()
         .all(db)
-        .await?;
-    for (i, v) in valid.iter().enumerate() {
-        if let Some(a) = v.agent_id {
-            if !known.contains(&a) {
-                let err = AppError::validation(
-                    "agentId",
-                    format!("no agent {a} in the space's organization"),
-                );
-                return Err(if batch { at_index(err, i) } else { err });
-            }
-        }
-    }
-    Ok(())
+        .await?)
 }
 
 /// Chunks and embeds texts on the blocking pool (CPU work never stalls the async runtime).
@@ -296,11 +294,19 @@ pub async fn create_many(
     }
     let access = spaces::load(&db.read, principal, space_id).await?;
     writable(&access)?;
+    // Items are checked in input order, so the error names the first bad one.
+    let agents = known_agents(&db.read, access.space.organization_id, &drafts).await?;
     let mut valid = Vec::with_capacity(drafts.len());
     for (i, d) in drafts.into_iter().enumerate() {
-        valid.push(validate_draft(d).map_err(|e| if batch { at_index(e, i) } else { e })?);
+        let checked = validate_draft(d).and_then(|v| match v.agent_id {
+            Some(a) if !agents.contains(&a) => Err(AppError::validation(
+                "agentId",
+                format!("no agent {a} in the space's organization"),
+            )),
+            _ => Ok(v),
+        });
+        valid.push(checked.map_err(|e| if batch { at_index(e, i) } else { e })?);
     }
-    check_agents(&db.read, access.space.organization_id, &valid, batch).await?;
     let embedded = embed_chunks(
         &access.space,
         valid.iter().map(|v| v.content.clone()).collect(),

@@ -61,6 +61,9 @@ impl SearchQuery {
             min_score: input.min_score,
         };
         let hits = service::search(ctx.db(), ctx.index(), p, req).await?;
+        let models: Vec<entity::memory::Model> = hits.iter().map(|h| h.memory.clone()).collect();
+        crate::memories::graphql::prefetch_memories(ctx, ctx.look_ahead().field("memory"), &models)
+            .await?;
         Ok(hits
             .into_iter()
             .map(|h| MemoryHit {

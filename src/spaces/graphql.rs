@@ -272,6 +272,8 @@ impl Space {
             order == OrderDirection::Desc,
         )
         .await?;
+        let node = ctx.look_ahead().field("edges").field("node");
+        crate::memories::graphql::prefetch_memories(ctx, node, &page.items).await?;
         Ok(MemoryConnection::new(page, cond))
     }
     /// Linked spaces the caller can read; searching this space searches them too.
@@ -563,6 +565,75 @@ impl SpaceQuery {
     }
 }
 
+/// Loads, in one batch per relation, what the selection under a page of spaces will ask for,
+/// so each space then resolves from the request's loader cache.
+pub async fn prefetch_spaces(
+    ctx: &Context<'_>,
+    node: async_graphql::Lookahead<'_>,
+    spaces: &[&space::Model],
+) -> Result<()> {
+    if spaces.is_empty() {
+        return Ok(());
+    }
+    let loaders = ctx.loaders()?;
+    let ids: Vec<uuid::Uuid> = spaces.iter().map(|s| s.id).collect();
+    if node.field("memoryCount").exists() || node.field("usedStorage").exists() {
+        loaders
+            .memory_stats
+            .load_many(ids.clone())
+            .await
+            .map_err(loader_err)?;
+    }
+    if node.field("labels").exists() {
+        loaders
+            .space_labels
+            .load_many(ids.clone())
+            .await
+            .map_err(loader_err)?;
+    }
+    if node.field("tags").exists() {
+        loaders
+            .space_tags
+            .load_many(ids.clone())
+            .await
+            .map_err(loader_err)?;
+    }
+    if node.field("organization").exists() {
+        let orgs: std::collections::HashSet<uuid::Uuid> =
+            spaces.iter().map(|s| s.organization_id).collect();
+        loaders
+            .organizations
+            .load_many(orgs)
+            .await
+            .map_err(loader_err)?;
+    }
+    if node.field("owner").exists() {
+        let users: Vec<uuid::Uuid> = spaces
+            .iter()
+            .filter(|s| s.owner_kind == PrincipalKind::User.as_str())
+            .map(|s| s.owner_id)
+            .collect();
+        let agents: Vec<uuid::Uuid> = spaces
+            .iter()
+            .filter(|s| s.owner_kind == PrincipalKind::Agent.as_str())
+            .map(|s| s.owner_id)
+            .collect();
+        if !users.is_empty() {
+            loaders.users.load_many(users).await.map_err(loader_err)?;
+        }
+        if !agents.is_empty() {
+            loaders.agents.load_many(agents).await.map_err(loader_err)?;
+        }
+    }
+    if node.field("agent").exists() {
+        let agents: Vec<uuid::Uuid> = spaces.iter().filter_map(|s| s.agent_id).collect();
+        if !agents.is_empty() {
+            loaders.agents.load_many(agents).await.map_err(loader_err)?;
+        }
+    }
+    Ok(())
+}
+
 /// `spaces` (also behind `Workspace.spaces`).
 pub async fn list_spaces(
     ctx: &Context<'_>,
@@ -604,6 +675,8 @@ pub async fn list_spaces(
     };
     let result = service::list(ctx.db(), p, query).await?;
     let page = result.page;
+    let models: Vec<&space::Model> = page.items.iter().map(|a| &a.space).collect();
+    prefetch_spaces(ctx, ctx.look_ahead().field("edges").field("node"), &models).await?;
     let edges: Vec<SpaceEdge> = page
         .items
         .into_iter()

@@ -21,7 +21,8 @@ impl Loader<Uuid> for SpaceLabelsLoader {
             .order_by_asc(space_label::Column::Key)
             .all(&self.0)
             .await?;
-        let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+        let mut out: HashMap<Uuid, Self::Value> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
         for l in rows {
             out.entry(l.space_id).or_default().push((l.key, l.value));
         }
@@ -42,7 +43,8 @@ impl Loader<Uuid> for SpaceTagsLoader {
             .order_by_asc(space_tag::Column::Tag)
             .all(&self.0)
             .await?;
-        let mut out: HashMap<Uuid, Self::Value> = HashMap::new();
+        let mut out: HashMap<Uuid, Self::Value> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
         for t in rows {
             out.entry(t.space_id).or_default().push(t.tag);
         }

@@ -241,6 +241,18 @@ impl WorkspaceQuery {
         let glob = filter.and_then(|f| f.name_glob);
         let (page, condition) =
             service::list(&ctx.db().read, p, first, after.as_deref(), glob.as_deref()).await?;
+        let node = ctx.look_ahead().field("edges").field("node");
+        if ["spaceCount", "memoryCount", "usedStorage"]
+            .iter()
+            .any(|f| node.field(f).exists())
+        {
+            let ids: Vec<uuid::Uuid> = page.items.iter().map(|(w, _)| w.id).collect();
+            ctx.loaders()?
+                .workspace_stats
+                .load_many(ids)
+                .await
+                .map_err(loader_err)?;
+        }
         let edges: Vec<WorkspaceEdge> = page
             .items
             .into_iter()

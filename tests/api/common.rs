@@ -440,3 +440,38 @@ impl GqlResponse {
             .collect()
     }
 }
+
+// Workspace helpers used by the workspaces and access_matrix tests.
+impl TestApp {
+    /// `createWorkspace(input:{name})` as `key` (the caller becomes its OWNER); returns its id.
+    pub async fn workspace_as(&self, key: &str, name: &str) -> String {
+        let r = self
+            .gql_as(
+                Some(key),
+                "mutation($n:String!){ createWorkspace(input:{name:$n}){ id } }",
+                json!({ "n": name }),
+            )
+            .await;
+        r.data()["createWorkspace"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no createWorkspace.id in {}", r.body))
+            .to_string()
+    }
+
+    /// `addWorkspaceMember` as `key`; returns the raw response (`{ role user{ id } }`).
+    pub async fn add_workspace_member_as(
+        &self,
+        key: &str,
+        workspace_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> GqlResponse {
+        self.gql_as(
+            Some(key),
+            "mutation($w:ID!,$u:ID!,$r:WorkspaceRole!){ \
+               addWorkspaceMember(workspaceId:$w,userId:$u,role:$r){ role user{ id } } }",
+            json!({ "w": workspace_id, "u": user_id, "r": role }),
+        )
+        .await
+    }
+}

@@ -12,3 +12,4 @@ mod memories;
 mod search;
 mod search_property;
 mod spaces;
+mod workspaces;

@@ -547,6 +547,40 @@ async fn a_batch_of_five_with_an_invalid_fourth_item_stores_nothing_and_reports_
 }
 
 #[tokio::test]
+async fn a_batch_with_several_bad_items_reports_the_first_one() {
+    let app = TestApp::spawn().await;
+    let space_id = space(&app, "batch").await;
+    let unknown_agent = uuid::Uuid::now_v7().to_string();
+    let cases = [
+        (json!({ "content": "ok", "importance": 0 }), "importance"),
+        (
+            json!({ "content": "ok", "agentId": unknown_agent }),
+            "agentId",
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    for (bad, field) in &cases {
+        let mut inputs: Vec<Value> = (0..5)
+            .map(|i| json!({ "content": format!("item {i}") }))
+            .collect();
+        inputs[1] = bad.clone();
+        inputs[3] = json!({ "content": "" });
+        let r = batch(&app, &app.admin_key, &space_id, json!(inputs)).await;
+        let ext = &r.error()["extensions"];
+        if r.codes() != ["VALIDATION_ERROR"] || ext["index"] != 1 || ext["field"] != *field {
+            failures.push(format!(
+                "item 1 = {bad}, item 3 blank: expected index 1 on {field}, got {}",
+                r.body
+            ));
+        }
+    }
+
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(stats(&app, &space_id).await, (0, 0));
+}
+
+#[tokio::test]
 async fn batches_of_0_or_1001_memories_are_rejected_and_1000_are_accepted() {
     let app = TestApp::spawn().await;
     let space_id = space(&app, "sizes").await;
@@ -720,6 +754,12 @@ async fn paging_through_30_memories_seven_at_a_time_returns_each_exactly_once_in
 
     let (asc, asc_sizes) = walk(&app, &space_id, "ASC", 30).await;
     let (desc, desc_sizes) = walk(&app, &space_id, "DESC", 30).await;
+    let default_order = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ memories{ edges{ node{ id } } } } }",
+            json!({ "s": space_id }),
+        )
+        .await;
 
     assert_eq!(asc_sizes, [7, 7, 7, 7, 2]);
     assert_eq!(desc_sizes, [7, 7, 7, 7, 2]);
@@ -727,6 +767,7 @@ async fn paging_through_30_memories_seven_at_a_time_returns_each_exactly_once_in
     let mut reversed = created.clone();
     reversed.reverse();
     assert_eq!(desc, reversed, "DESC is the reverse");
+    assert_eq!(list_ids(&default_order), reversed, "DESC is the default");
 }
 
 #[tokio::test]
@@ -863,7 +904,7 @@ async fn updating_a_memorys_content_makes_search_find_the_new_words_and_not_the_
     );
     assert_eq!(
         search_ids(&app, &app.admin_key, &space_id, "lockbox", "KEYWORD").await,
-        [id.clone()]
+        [id.as_str()]
     );
     for mode in ["SEMANTIC", "HYBRID"] {
         let r = app
@@ -943,7 +984,7 @@ async fn a_deleted_memory_is_gone_from_lists_counts_and_every_search_mode() {
         "DESC",
     )
     .await;
-    assert_eq!(list_ids(&listed), [kept.clone()]);
+    assert_eq!(list_ids(&listed), [kept.as_str()]);
     assert_eq!(list_total(&listed), 1);
     assert_eq!(
         stats(&app, &space_id).await,
@@ -958,7 +999,7 @@ async fn a_deleted_memory_is_gone_from_lists_counts_and_every_search_mode() {
             mode,
         )
         .await;
-        assert_eq!(ids, [kept.clone()], "{mode}");
+        assert_eq!(ids, [kept.as_str()], "{mode}");
     }
 }
 
@@ -1033,8 +1074,8 @@ async fn a_view_grantee_reads_memories_but_every_write_is_forbidden() {
     .await;
 
     assert_eq!(read.data()["memory"]["id"], id.as_str());
-    assert_eq!(list_ids(&listed), [id.clone()]);
-    assert_eq!(found, [id.clone()]);
+    assert_eq!(list_ids(&listed), [id.as_str()]);
+    assert_eq!(found, [id.as_str()]);
     for w in &writes {
         assert_eq!(w.code(), "FORBIDDEN", "{}", w.body);
     }
@@ -1224,7 +1265,7 @@ async fn an_expired_memory_disappears_from_reads_lists_counts_and_search() {
         "DESC",
     )
     .await;
-    assert_eq!(list_ids(&listed), [live.clone()]);
+    assert_eq!(list_ids(&listed), [live.as_str()]);
     assert_eq!(list_total(&listed), 1);
     let tagged = list(
         &app,
@@ -1248,7 +1289,7 @@ async fn an_expired_memory_disappears_from_reads_lists_counts_and_search() {
                 mode
             )
             .await,
-            [live.clone()],
+            [live.as_str()],
             "{mode}"
         );
     }

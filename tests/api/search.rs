@@ -305,7 +305,7 @@ async fn each_search_that_returns_a_memory_adds_one_to_its_recall_count() {
     )
     .await;
 
-    assert_eq!(first.hit_ids(), [apples.clone()]);
+    assert_eq!(first.hit_ids(), [apples.as_str()]);
     assert_eq!(hits(&first)[0]["memory"]["recallCount"], 1);
     assert_eq!(after_first, 1);
     assert_eq!(hits(&second)[0]["memory"]["recallCount"], 2);
@@ -679,7 +679,7 @@ async fn searching_a_space_also_searches_its_linked_spaces_until_they_are_unlink
         linked.data()["linkSpace"]["linkedSpaces"],
         json!([{ "id": b }])
     );
-    assert_eq!(listed, [b.clone()]);
+    assert_eq!(listed, [b.as_str()]);
     assert_eq!(only_b.hit_ids(), [in_b], "links are one-way");
     assert_eq!(unlinked.data()["unlinkSpace"]["linkedSpaces"], json!([]));
 }
@@ -729,10 +729,10 @@ async fn a_linked_space_the_caller_cannot_read_is_not_searched() {
             HashSet::from([in_a.clone(), in_b.clone()]),
             "{mode}"
         );
-        assert_eq!(by_reader.hit_ids(), [in_a.clone()], "{mode}");
-        assert_eq!(by_reader_everywhere.hit_ids(), [in_a.clone()], "{mode}");
+        assert_eq!(by_reader.hit_ids(), [in_a.as_str()], "{mode}");
+        assert_eq!(by_reader_everywhere.hit_ids(), [in_a.as_str()], "{mode}");
     }
-    assert_eq!(linked_spaces(&app, &app.admin_key, &a).await, [b.clone()]);
+    assert_eq!(linked_spaces(&app, &app.admin_key, &a).await, [b.as_str()]);
     assert!(linked_spaces(&app, &reader, &a).await.is_empty());
 }
 

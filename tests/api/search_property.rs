@@ -303,6 +303,8 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
 
     let mut failures = Vec::new();
     let mut searches = spec.searches.iter().cycle();
+    // (searches, hits, refused spaceIds) — printed so a run shows the property had teeth.
+    let mut seen = (0usize, 0usize, 0usize);
     for key in &keys {
         let principal = memspace::auth::keys::authenticate(&app.db.read, key)
             .await
@@ -333,9 +335,11 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
             let r = app
                 .search_as(key, json!({ "query": query, "mode": mode, "limit": 100 }))
                 .await;
+            seen.0 += 1;
             match hit_spaces(&r) {
                 Err(e) => failures.push(format!("{who} {mode} {query:?}: error {e}")),
                 Ok(hits) => {
+                    seen.1 += hits.len();
                     for (m, s) in hits {
                         if !readable.contains(&s) || memory_space.get(&m) != Some(&s) {
                             failures.push(format!(
@@ -365,7 +369,9 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
                 )
                 .filter(|s| readable.contains(s))
                 .collect();
+            seen.0 += 1;
             if !readable.contains(named) {
+                seen.2 += 1;
                 if r.codes() != ["NOT_FOUND"] {
                     failures.push(format!(
                         "{who} {mode}: spaceIds [{named}] is not readable, got {}",
@@ -377,6 +383,7 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
             match hit_spaces(&r) {
                 Err(e) => failures.push(format!("{who} {mode} in {named}: error {e}")),
                 Ok(hits) => {
+                    seen.1 += hits.len();
                     for (m, s) in hits {
                         if !scope.contains(&s) {
                             failures.push(format!(
@@ -414,6 +421,15 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
             }
         }
     }
+    eprintln!(
+        "  {} principals, {} spaces, {} memories: {} searches, {} hits, {} refused spaceIds",
+        keys.len(),
+        spaces.len(),
+        memory_space.len(),
+        seen.0,
+        seen.1,
+        seen.2
+    );
     if failures.is_empty() {
         Ok(())
     } else {
@@ -425,7 +441,7 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
 fn search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
     let started = std::time::Instant::now();
     let mut runner = TestRunner::new(Config {
-        cases: 8,
+        cases: 10,
         max_shrink_iters: 16,
         max_shrink_time: 60_000,
         failure_persistence: None,
@@ -439,7 +455,7 @@ fn search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
             .expect("tokio runtime");
         rt.block_on(check(spec)).map_err(TestCaseError::fail)
     });
-    eprintln!("search_never_leaks: 8 cases in {:?}", started.elapsed());
+    eprintln!("search_never_leaks: 10 cases in {:?}", started.elapsed());
     if let Err(e) = result {
         panic!("{e}");
     }

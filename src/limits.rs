@@ -1,0 +1,328 @@
+//! Query limits checked before execution: depth, complexity and aliases, with errors that name
+//! the limit and the measured value (QUERY_TOO_COMPLEX).
+//!
+//! Complexity is our own score: every field costs 1, and a field with a `first` argument
+//! multiplies what is selected under it by `first` *after clamping* it to [1, 1000] (default
+//! 50), so `first: 5000` never errors and a page of 1000 with its counts stays well inside the
+//! default limit. Introspection (all root fields `__…`) is exempt from depth and complexity so
+//! GraphiQL's schema query works; the parser's recursion guard still applies to it.
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Field, FragmentDefinition, OperationDefinition,
+    Selection, SelectionSet,
+};
+use async_graphql::parser::Positioned;
+use async_graphql::{Name, Value, Variables};
+
+use crate::pagination::page_size;
+
+#[derive(Clone, Copy, Debug)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_depth: 12,
+            max_complexity: 250_000,
+            max_aliases: 200,
+        }
+    }
+}
+
+/// Why a query was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooComplex {
+    pub kind: &'static str,
+    pub limit: usize,
+    pub measured: usize,
+}
+
+impl TooComplex {
+    pub fn message(&self) -> String {
+        format!(
+            "query {} is {}, above the limit of {}",
+            self.kind, self.measured, self.limit
+        )
+    }
+}
+
+/// Nesting of brackets in the raw text, ignoring strings and comments. Run before parsing so
+/// a hostile document can never drive the recursive parser deep.
+fn raw_nesting(query: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // Skip a string (block strings are skipped quote by quote, which is enough).
+                while let Some(s) = chars.next() {
+                    if s == '\\' {
+                        chars.next();
+                    } else if s == '"' {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for s in chars.by_ref() {
+                    if s == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' | '(' | '[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            '}' | ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+struct Walker<'a> {
+    doc: &'a ExecutableDocument,
+    variables: &'a Variables,
+    aliases: usize,
+}
+
+impl Walker<'_> {
+    fn first_arg(&self, field: &Field) -> Option<i32> {
+        field
+            .arguments
+            .iter()
+            .find(|(n, _)| n.node.as_str() == "first")
+            .and_then(|(_, v)| {
+                let value = v.node.clone().into_const_with(|name| {
+                    Ok::<_, ()>(self.variables.get(&name).cloned().unwrap_or(Value::Null))
+                });
+                match value {
+                    Ok(Value::Number(n)) => n
+                        .as_i64()
+                        .map(|i| i.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                    _ => None,
+                }
+            })
+    }
+
+    /// (depth, complexity) of a selection set; fragments are expanded, cycles cut.
+    fn walk(
+        &mut self,
+        set: &SelectionSet,
+        visiting: &mut HashSet<Name>,
+        level: usize,
+    ) -> (usize, usize) {
+        if level > 64 {
+            return (level, usize::MAX / 4);
+        }
+        let (mut depth, mut cost) = (0usize, 0usize);
+        for sel in &set.items {
+            let (d, c) = match &sel.node {
+                Selection::Field(f) => {
+                    let f = &f.node;
+                    if f.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let (sub_d, sub_c) = self.walk(&f.selection_set.node, visiting, level + 1);
+                    let multiplier = if f.arguments.iter().any(|(n, _)| n.node.as_str() == "first")
+                    {
+                        page_size(self.first_arg(f)) as usize
+                    } else {
+                        1
+                    };
+                    (
+                        1 + sub_d,
+                        1usize.saturating_add(multiplier.saturating_mul(sub_c)),
+                    )
+                }
+                Selection::InlineFragment(fr) => {
+                    self.walk(&fr.node.selection_set.node, visiting, level)
+                }
+                Selection::FragmentSpread(sp) => {
+                    let name = sp.node.fragment_name.node.clone();
+                    match self.doc.fragments.get(&name) {
+                        Some(def) if visiting.insert(name.clone()) => {
+                            let r = self.walk_fragment(def, visiting, level);
+                            visiting.remove(&name);
+                            r
+                        }
+                        _ => (0, 0),
+                    }
+                }
+            };
+            depth = depth.max(d);
+            cost = cost.saturating_add(c);
+        }
+        (depth, cost)
+    }
+
+    fn walk_fragment(
+        &mut self,
+        def: &Positioned<FragmentDefinition>,
+        visiting: &mut HashSet<Name>,
+        level: usize,
+    ) -> (usize, usize) {
+        self.walk(&def.node.selection_set.node, visiting, level)
+    }
+}
+
+fn is_introspection(op: &OperationDefinition) -> bool {
+    !op.selection_set.node.items.is_empty()
+        && op.selection_set.node.items.iter().all(|s| match &s.node {
+            Selection::Field(f) => f.node.name.node.starts_with("__"),
+            _ => false,
+        })
+}
+
+/// Checks a request's query against the limits. Documents that do not parse pass through (the
+/// engine reports them), except when the parser's recursion guard trips.
+pub fn check(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: &QueryLimits,
+) -> Result<(), TooComplex> {
+    // Brackets per level: `{` of the selection plus `(`/`[` of arguments; allow some slack.
+    let nesting_cap = limits.max_depth * 2 + 16;
+    let nesting = raw_nesting(query);
+    if nesting > nesting_cap.max(48) {
+        return Err(TooComplex {
+            kind: "nesting",
+            limit: nesting_cap.max(48),
+            measured: nesting,
+        });
+    }
+    let doc = match async_graphql::parser::parse_query(query) {
+        Ok(doc) => doc,
+        Err(async_graphql::parser::Error::RecursionLimitExceeded) => {
+            return Err(TooComplex {
+                kind: "depth",
+                limit: limits.max_depth,
+                measured: 64,
+            })
+        }
+        Err(_) => return Ok(()),
+    };
+    let ops: Vec<&Positioned<OperationDefinition>> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(map) => match operation_name {
+            Some(name) => map
+                .iter()
+                .filter(|(n, _)| n.as_str() == name)
+                .map(|(_, op)| op)
+                .collect(),
+            None => map.values().collect(),
+        },
+    };
+    for op in ops {
+        if is_introspection(&op.node) {
+            continue;
+        }
+        let mut walker = Walker {
+            doc: &doc,
+            variables,
+            aliases: 0,
+        };
+        let (depth, complexity) = walker.walk(&op.node.selection_set.node, &mut HashSet::new(), 1);
+        if depth > limits.max_depth {
+            return Err(TooComplex {
+                kind: "depth",
+                limit: limits.max_depth,
+                measured: depth,
+            });
+        }
+        if complexity > limits.max_complexity {
+            return Err(TooComplex {
+                kind: "complexity",
+                limit: limits.max_complexity,
+                measured: complexity,
+            });
+        }
+        if walker.aliases > limits.max_aliases {
+            return Err(TooComplex {
+                kind: "aliases",
+                limit: limits.max_aliases,
+                measured: walker.aliases,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(q: &str) -> Result<(), TooComplex> {
+        check(q, None, &Variables::default(), &QueryLimits::default())
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut q = String::new();
+        for _ in 0..depth - 1 {
+            q.push_str("{ a ");
+        }
+        q.push_str("{ b ");
+        for _ in 0..depth {
+            q.push('}');
+        }
+        q
+    }
+
+    #[test]
+    fn depth_is_counted_in_fields_and_limited() {
+        assert!(run(&nested(12)).is_ok());
+        let err = run(&nested(13)).unwrap_err();
+        assert_eq!((err.kind, err.limit, err.measured), ("depth", 12, 13));
+    }
+
+    #[test]
+    fn absurd_nesting_is_refused_before_parsing() {
+        let q = "{".repeat(100_000);
+        assert_eq!(run(&q).unwrap_err().kind, "nesting");
+    }
+
+    #[test]
+    fn first_is_clamped_before_scoring() {
+        let page = "{ spaces(first: 5000) { edges { node { id name memoryCount usedStorage owner { __typename } } } } }";
+        assert!(run(page).is_ok());
+        let nested_pages = "{ spaces(first: 1000) { edges { node { memories(first: 1000) { edges { node { id content } } } } } } }";
+        assert_eq!(run(nested_pages).unwrap_err().kind, "complexity");
+    }
+
+    #[test]
+    fn variables_feed_first() {
+        let q = "query($n: Int) { spaces(first: $n) { edges { node { memories(first: $n) { edges { node { id } } } } } } }";
+        let small = Variables::from_json(serde_json::json!({"n": 10}));
+        assert!(check(q, None, &small, &QueryLimits::default()).is_ok());
+        let big = Variables::from_json(serde_json::json!({"n": 1000}));
+        assert!(check(q, None, &big, &QueryLimits::default()).is_err());
+    }
+
+    #[test]
+    fn introspection_is_exempt_and_fragments_count() {
+        let intro = format!("{{ __schema {} }}", &nested(14)[1..]);
+        assert!(run(&intro).is_ok());
+        let q = "query { ...F } fragment F on Query { a { b { c { d { e { f { g { h { i { j { k { l { m } } } } } } } } } } } } }";
+        assert_eq!(run(q).unwrap_err().kind, "depth");
+        let cyclic = "query { ...F } fragment F on Query { a { ...F } }";
+        assert!(
+            run(cyclic).is_ok(),
+            "a fragment cycle is cut, not followed forever"
+        );
+    }
+
+    #[test]
+    fn aliases_are_limited() {
+        let fields: String = (0..201)
+            .map(|i| format!("a{i}: viewer {{ __typename }} "))
+            .collect();
+        assert_eq!(run(&format!("{{ {fields} }}")).unwrap_err().kind, "aliases");
+    }
+}
