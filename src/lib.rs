@@ -10,6 +10,7 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod glob;
+pub mod graphiql;
 pub mod limits;
 pub mod memories;
 pub mod metrics;

@@ -150,9 +150,9 @@ impl Space {
         };
         let p = ctx.principal()?;
         match crate::workspaces::service::load(&ctx.db().read, p, id).await {
-            Ok((model, role)) => Ok(Some(crate::workspaces::graphql::Workspace {
+            Ok((model, _)) => Ok(Some(crate::workspaces::graphql::Workspace {
+                viewer_role: crate::access::workspace_role(p, model.id),
                 model,
-                role: Some(role),
             })),
             Err(AppError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),

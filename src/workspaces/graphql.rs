@@ -16,8 +16,9 @@ use entity::{workspace, workspace_member};
 /// A team room: groups spaces of an organization and gives its members access to them by role.
 pub struct Workspace {
     pub model: workspace::Model,
-    /// The caller's effective role (org admins act as OWNER).
-    pub role: Option<WorkspaceRole>,
+    /// The caller's membership role as of this response (None for non-members, including org
+    /// admins who are not members).
+    pub viewer_role: Option<WorkspaceRole>,
 }
 
 impl Workspace {
@@ -55,8 +56,8 @@ impl Workspace {
         load_organization(ctx, self.model.organization_id).await
     }
     /// The caller's role in the workspace; null when not a member (org admins see it anyway).
-    async fn viewer_role(&self, ctx: &Context<'_>) -> Result<Option<WorkspaceRole>> {
-        Ok(access::workspace_role(ctx.principal()?, self.model.id))
+    async fn viewer_role(&self) -> Option<WorkspaceRole> {
+        self.viewer_role
     }
     /// Live spaces in the workspace.
     async fn space_count(&self, ctx: &Context<'_>) -> Result<i64> {
@@ -222,10 +223,10 @@ impl WorkspaceQuery {
     async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workspace>> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
-        let (model, role) = service::load(&ctx.db().read, p, id).await?;
+        let (model, _) = service::load(&ctx.db().read, p, id).await?;
         Ok(Some(Workspace {
+            viewer_role: access::workspace_role(p, model.id),
             model,
-            role: Some(role),
         }))
     }
 
@@ -256,11 +257,11 @@ impl WorkspaceQuery {
         let edges: Vec<WorkspaceEdge> = page
             .items
             .into_iter()
-            .map(|(model, role)| WorkspaceEdge {
+            .map(|(model, _)| WorkspaceEdge {
                 cursor: service::cursor_of(&model),
                 node: Workspace {
+                    viewer_role: access::workspace_role(p, model.id),
                     model,
-                    role: Some(role),
                 },
             })
             .collect();
@@ -302,7 +303,7 @@ impl WorkspaceMutation {
         .await?;
         Ok(Workspace {
             model,
-            role: Some(WorkspaceRole::Owner),
+            viewer_role: Some(WorkspaceRole::Owner),
         })
     }
 
@@ -327,8 +328,10 @@ impl WorkspaceMutation {
             },
         )
         .await?;
-        let role = access::workspace_role(p, id);
-        Ok(Workspace { model, role })
+        Ok(Workspace {
+            viewer_role: access::workspace_role(p, id),
+            model,
+        })
     }
 
     /// Deletes a workspace (its OWNER or an org admin). A workspace with live spaces needs

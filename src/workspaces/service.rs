@@ -376,6 +376,18 @@ fn may_touch(
     Ok(())
 }
 
+/// Serialises membership changes of one workspace (PostgreSQL row lock; SQLite writes are
+/// already serial), so two owners demoting each other at once cannot both succeed.
+async fn lock_workspace(db: &impl ConnectionTrait, workspace_id: Uuid) -> AppResult<()> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        workspace::Entity::find_by_id(workspace_id)
+            .lock_exclusive()
+            .one(db)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn owner_count(db: &impl ConnectionTrait, workspace_id: Uuid) -> AppResult<u64> {
     Ok(workspace_member::Entity::find()
         .filter(workspace_member::Column::WorkspaceId.eq(workspace_id))
@@ -448,6 +460,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
+    lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
         .await?
@@ -480,6 +493,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
+    lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
         .await?

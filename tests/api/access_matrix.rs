@@ -91,6 +91,16 @@ enum Who {
     RevokedToken,
     ExpiredToken,
     NoKey,
+    /// A VIEWER member of the workspace holding the (PRIVATE) space.
+    WorkspaceViewer,
+    /// An EDITOR member of the workspace holding the (PRIVATE) space.
+    WorkspaceEditor,
+    /// An ADMIN member of the workspace holding the (PRIVATE) space.
+    WorkspaceAdmin,
+    /// A second OWNER member (not the space's owner) of the workspace holding the space.
+    WorkspaceOwner,
+    /// An ADMIN of another workspace of the organization; the space is PRIVATE in the first.
+    OtherWorkspaceAdmin,
 }
 
 use Who::*;
@@ -119,7 +129,7 @@ const OPS: [Op; 7] = [
 /// (principal, its `viewerPermission` on the space ("-" when it cannot read it), one outcome per
 /// column of [`OPS`]).
 #[rustfmt::skip]
-const MATRIX: [(Who, &str, [Outcome; 7]); 22] = [
+const MATRIX: [(Who, &str, [Outcome; 7]); 27] = [
     //                                get list update share delete purge createToken
     (Owner,                "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
     (OrgAdmin,             "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
@@ -143,6 +153,13 @@ const MATRIX: [(Who, &str, [Outcome; 7]); 22] = [
     (RevokedToken,         "-",     [UA, UA,  UA,    UA,   UA,    UA,   UA]),
     (ExpiredToken,         "-",     [UA, UA,  UA,    UA,   UA,    UA,   UA]),
     (NoKey,                "-",     [UA, UA,  UA,    UA,   UA,    UA,   UA]),
+    // Workspace roles on a PRIVATE space of the workspace: VIEWER → VIEW, EDITOR → EDIT,
+    // ADMIN and OWNER → OWNER; membership elsewhere gives nothing.
+    (WorkspaceViewer,      "VIEW",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
+    (WorkspaceEditor,      "EDIT",  [OK, OK,  OO,    OO,   OO,    OO,   OO]),
+    (WorkspaceAdmin,       "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
+    (WorkspaceOwner,       "OWNER", [OK, OK,  OK,    OK,   OK,    OK,   OK]),
+    (OtherWorkspaceAdmin,  "-",     [NF, NF,  NF,    NF,   NF,    NF,   NF]),
 ];
 
 /// Everyone the matrix needs, created once per test.
@@ -161,6 +178,29 @@ struct World {
     other_org_id: String,
     other_user_key: String,
     other_admin_key: String,
+    /// A workspace of the owner (its OWNER) with one member per role.
+    workspace_id: String,
+    workspace_viewer_key: String,
+    workspace_editor_key: String,
+    workspace_admin_key: String,
+    workspace_owner_key: String,
+    other_workspace_admin_key: String,
+}
+
+/// A new user of the default organization, added to `workspace_id` with `role` by `key`;
+/// returns the user's API key.
+async fn workspace_member(
+    app: &TestApp,
+    key: &str,
+    workspace_id: &str,
+    name: &str,
+    role: &str,
+) -> String {
+    let (user_id, user_key) = app.user_in(&app.admin_key, name, false).await;
+    app.add_workspace_member_as(key, workspace_id, &user_id, role)
+        .await
+        .data();
+    user_key
 }
 
 async fn world(app: &TestApp) -> World {
@@ -182,6 +222,24 @@ async fn world(app: &TestApp) -> World {
     let other_admin_key = app.other_org("other").await;
     let (_, other_user_key) = app.user_in(&other_admin_key, "foreigner", false).await;
     let other_org_id = app.org_id_of(&other_admin_key).await;
+    let workspace_id = app.workspace_as(&owner_key, "matrix-workspace").await;
+    let in_workspace = |name, role| workspace_member(app, &owner_key, &workspace_id, name, role);
+    let workspace_viewer_key = in_workspace("ws-viewer", "VIEWER").await;
+    let workspace_editor_key = in_workspace("ws-editor", "EDITOR").await;
+    let workspace_admin_key = in_workspace("ws-admin", "ADMIN").await;
+    let workspace_owner_key = in_workspace("ws-owner", "OWNER").await;
+    let (_, other_workspace_creator) = app.user_in(&admin, "other-ws-creator", false).await;
+    let other_workspace = app
+        .workspace_as(&other_workspace_creator, "elsewhere")
+        .await;
+    let other_workspace_admin_key = workspace_member(
+        app,
+        &other_workspace_creator,
+        &other_workspace,
+        "other-ws-admin",
+        "ADMIN",
+    )
+    .await;
     World {
         owner_key,
         admin_key,
@@ -197,6 +255,12 @@ async fn world(app: &TestApp) -> World {
         other_org_id,
         other_user_key,
         other_admin_key,
+        workspace_id,
+        workspace_viewer_key,
+        workspace_editor_key,
+        workspace_admin_key,
+        workspace_owner_key,
+        other_workspace_admin_key,
     }
 }
 
@@ -228,6 +292,10 @@ async fn fixture(app: &TestApp, w: &World, who: Who) -> Fixture {
         AllUsersEdit | AgentOnAllUsersEdit => json!({ "editableByUsers": ["*"] }),
         AgentGrantView => json!({ "grants": grant("AGENT", &w.grantee_agent.0, "VIEW") }),
         OtherOrgTenantGrant => json!({ "grants": grant("TENANT", &w.other_org_id, "VIEW") }),
+        WorkspaceViewer | WorkspaceEditor | WorkspaceAdmin | WorkspaceOwner
+        | OtherWorkspaceAdmin => {
+            json!({ "accessMode": "PRIVATE", "workspaceId": w.workspace_id })
+        }
         _ => json!({ "accessMode": "PRIVATE" }),
     };
     let space_id = app.space_as(&w.owner_key, &name, input).await;
@@ -284,6 +352,11 @@ async fn fixture(app: &TestApp, w: &World, who: Who) -> Fixture {
             Some(token("EDIT", Some(at)).await.1)
         }
         NoKey => None,
+        WorkspaceViewer => Some(w.workspace_viewer_key.clone()),
+        WorkspaceEditor => Some(w.workspace_editor_key.clone()),
+        WorkspaceAdmin => Some(w.workspace_admin_key.clone()),
+        WorkspaceOwner => Some(w.workspace_owner_key.clone()),
+        OtherWorkspaceAdmin => Some(w.other_workspace_admin_key.clone()),
     };
     Fixture {
         space_id,

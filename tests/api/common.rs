@@ -475,3 +475,70 @@ impl TestApp {
         .await
     }
 }
+
+// Servers with non-default limits, used by the hardening tests.
+impl TestApp {
+    /// Like `spawn`, with the config changed by `configure` before the app is built (small body
+    /// limits, query limits, a tiny request timeout, a rate limit, ...).
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let admin_key = format!("test-admin-key-{}", uuid::Uuid::now_v7().simple());
+        let (database_url, dir) = fresh_database().await;
+        let mut config = Config::new(database_url);
+        config.admin_key = Some(admin_key.clone());
+        config.db_pool_size = 4;
+        configure(&mut config);
+        serve_config(&config, admin_key, dir).await
+    }
+
+    /// Two servers on one fresh database with the same admin key: the first with the default
+    /// config, the second with the config changed by `configure`. Lets a test arrange data
+    /// through normal limits and then act through tight ones.
+    pub async fn spawn_pair_with(configure: impl FnOnce(&mut Config)) -> (TestApp, TestApp) {
+        let admin_key = format!("test-admin-key-{}", uuid::Uuid::now_v7().simple());
+        let (database_url, dir) = fresh_database().await;
+        let mut config = Config::new(database_url);
+        config.admin_key = Some(admin_key.clone());
+        config.db_pool_size = 4;
+        let normal = serve_config(&config, admin_key.clone(), dir).await;
+        configure(&mut config);
+        let limited = serve_config(&config, admin_key, None).await;
+        (normal, limited)
+    }
+}
+
+/// A fresh database URL: a PostgreSQL schema when `TEST_DATABASE_URL` is set, else an SQLite
+/// file in a temp dir (returned so it lives as long as the app).
+async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => (fresh_pg_schema(&base).await, None),
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (url, Some(dir))
+        }
+    }
+}
+
+/// Builds the app from `config` and serves it on port 0.
+async fn serve_config(
+    config: &Config,
+    admin_key: String,
+    dir: Option<tempfile::TempDir>,
+) -> TestApp {
+    let app = memspace::build(config).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let router = app.router;
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.ok();
+    });
+    TestApp {
+        url: format!("http://{addr}"),
+        admin_key,
+        client: reqwest::Client::new(),
+        db: app.db,
+        _dir: dir,
+    }
+}
