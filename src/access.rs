@@ -348,6 +348,7 @@ mod tests {
             chunk_overlap: 100,
             agent_id: None,
             workspace_id: None,
+            vector_version: 0,
             last_activity_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -10,7 +10,7 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::sqlx::ConnectOptions as _;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, SqlxSqliteConnector};
 
 /// The connections of one process.
 ///
@@ -23,6 +23,8 @@ pub struct Db {
     pub write: DatabaseConnection,
     /// SQL statements run so far (reads and writes), for tests and metrics.
     pub statements: Arc<AtomicU64>,
+    /// Events of committed writes, and cache invalidation.
+    pub bus: crate::events::Bus,
 }
 
 impl Db {
@@ -78,10 +80,12 @@ impl Db {
                 counter.fetch_add(1, Ordering::Relaxed);
             });
         }
+        let bus = crate::events::Bus::new(write.get_database_backend());
         Ok(Db {
             read,
             write,
             statements,
+            bus,
         })
     }
 

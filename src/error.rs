@@ -29,6 +29,8 @@ pub enum AppError {
         field: String,
         message: String,
     },
+    /// A subscriber fell further behind than its buffer; its stream ends.
+    SubscriberLagged(u64),
     Internal(anyhow::Error),
 }
 
@@ -42,6 +44,7 @@ impl AppError {
             AppError::Validation { .. } => "VALIDATION_ERROR",
             AppError::AlreadyExists(_) => "ALREADY_EXISTS",
             AppError::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            AppError::SubscriberLagged(_) => "SUBSCRIBER_LAGGED",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -57,6 +60,10 @@ impl AppError {
             AppError::NotFound { resource, id } => format!("{resource} {id} was not found"),
             AppError::Validation { field, message, .. }
             | AppError::InvalidArgument { field, message } => format!("{field}: {message}"),
+            AppError::SubscriberLagged(n) => format!(
+                "this subscriber fell {n} events behind and was disconnected; resubscribe and \
+                 re-read the space"
+            ),
             AppError::Internal(_) => "internal error".into(),
         }
     }

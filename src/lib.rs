@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod glob;
 pub mod graphiql;
 pub mod limits;
@@ -51,7 +52,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .await
         .map_err(|e| anyhow::anyhow!(e.message()))
         .context("first-start bootstrap")?;
+    if db.bus.is_postgres() {
+        events::spawn_listener(db.bus.clone(), config.database_url.clone());
+    }
     let index = Arc::new(search::vector_index::VectorIndex::default());
+    spawn_index_invalidation(db.bus.clone(), index.clone());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     let schema = schema::build(Some((db.clone(), index.clone())));
     let state = server::AppState::new(schema.clone(), db.clone(), config.server_limits());
@@ -62,6 +67,38 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         index,
         generated_admin_key,
     })
+}
+
+/// Keeps the in-process vector index in step with writes made by other replicas: deleted
+/// memories leave it at once; new and changed ones are picked up by the version check at the
+/// next search; after a lost LISTEN connection everything is reloaded.
+fn spawn_index_invalidation(bus: events::Bus, index: Arc<search::vector_index::VectorIndex>) {
+    let mut rx = bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(m) => {
+                    if matches!(m.as_ref(), events::BusMessage::Resync) {
+                        index.forget_all();
+                    }
+                    if let events::BusMessage::Memory {
+                        kind: events::MemoryEventKind::Deleted,
+                        memory_id,
+                        space_id,
+                        origin,
+                        ..
+                    } = m.as_ref()
+                    {
+                        if *origin != bus.origin() {
+                            index.remove(*space_id, &[*memory_id]).await;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => index.forget_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 /// Deletes expired memories every `interval` (they are already hidden from reads).

@@ -1,6 +1,6 @@
 //! The GraphQL schema: each slice's Query/Mutation parts merged, per-request context, SDL export.
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, ID};
+use async_graphql::{Context, MergedObject, Schema, ID};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -40,11 +40,17 @@ pub struct Mutation(
     WorkspaceMutation,
 );
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type Subscription = crate::memories::subscription::MemorySubscription;
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema. `db` is `None` for SDL export, which needs no data.
 pub fn build(db: Option<(Db, Arc<VectorIndex>)>) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    );
     if let Some((db, index)) = db {
         builder = builder.data(db).data(index);
     }

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/assets/{file}", get(crate::graphiql::asset))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -80,9 +81,37 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let read = state.db.read.ping().await;
     let write = state.db.write.ping().await;
     match (read, write) {
-        (Ok(()), Ok(())) => (StatusCode::OK, "ready").into_response(),
+        (Ok(()), Ok(())) if state.db.bus.ready() => (StatusCode::OK, "ready").into_response(),
+        (Ok(()), Ok(())) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "event listener reconnecting",
+        )
+            .into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
     }
+}
+
+/// `GET /graphql/ws`: subscriptions over graphql-transport-ws (and the legacy
+/// subscriptions-transport-ws). The key comes in `connection_init`'s payload
+/// (`{"authorization": "Bearer <key>"}`, or `"Token <key>"`, or `{"x-api-key": "<key>"}`);
+/// none or a bad one closes the socket with 4403.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use std::str::FromStr;
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.split(',')
+                .find_map(|p| async_graphql::http::WebSocketProtocols::from_str(p.trim()).ok())
+        })
+        .unwrap_or(async_graphql::http::WebSocketProtocols::GraphQLWS);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| crate::memories::subscription::serve(state, protocol, socket))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -333,7 +362,7 @@ async fn run(
     let Some(secret) = keys::credential(headers) else {
         return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into());
     };
-    let principal = match keys::authenticate(&state.db.read, secret).await {
+    let principal = match keys::authenticate_cached(&state.db.read, &state.db.bus, secret).await {
         Ok(p) => p,
         Err(AppError::Unauthenticated) => {
             return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into())

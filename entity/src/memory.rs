@@ -21,6 +21,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub expires_at: Option<DateTimeUtc>,
+    /// The space's `vector_version` of the write that last set this memory's vectors.
+    pub index_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

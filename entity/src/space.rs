@@ -19,6 +19,8 @@ pub struct Model {
     pub agent_id: Option<Uuid>,
     /// The workspace the space belongs to, if any.
     pub workspace_id: Option<Uuid>,
+    /// Bumped by every memory write; see `memories.index_seq`.
+    pub vector_version: i64,
     pub last_activity_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -5,6 +5,7 @@ mod m20261127_000001_foundation;
 mod m20261127_000002_sharing;
 mod m20261127_000003_memories;
 mod m20261127_000004_workspaces;
+mod m20261127_000005_index_versions;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_sharing::Migration),
             Box::new(m20261127_000003_memories::Migration),
             Box::new(m20261127_000004_workspaces::Migration),
+            Box::new(m20261127_000005_index_versions::Migration),
         ]
     }
 }

@@ -90,6 +90,27 @@ pub fn credential(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
+/// [`authenticate`] through the bus's short-lived principal cache (flushed whenever access may
+/// have changed, and bypassed while a replica's event listener is down).
+pub async fn authenticate_cached(
+    db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
+    secret: &str,
+) -> AppResult<Principal> {
+    let key = hash(secret);
+    if let Some(p) = bus.cached_principal(&key) {
+        if p.token.is_none() {
+            return Ok(p);
+        }
+    }
+    let p = authenticate(db, secret).await?;
+    // Space tokens can expire at any moment: never cached.
+    if p.token.is_none() {
+        bus.cache_principal(key, p.clone());
+    }
+    Ok(p)
+}
+
 /// Resolves a secret to the principal it belongs to; unknown, revoked or expired →
 /// UNAUTHENTICATED.
 pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> AppResult<Principal> {

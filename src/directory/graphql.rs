@@ -357,7 +357,7 @@ impl DirectoryMutation {
         let user_id = resource_id("user", &user_id)?;
         let role_id = resource_id("role", &role_id)?;
         Ok(User(
-            service::assign_role(&ctx.db().write, p, user_id, role_id).await?,
+            service::assign_role(&ctx.db().write, &ctx.db().bus, p, user_id, role_id).await?,
         ))
     }
 
@@ -372,7 +372,8 @@ impl DirectoryMutation {
         let user_id = resource_id("user", &user_id)?;
         let department_id = resource_id("department", &department_id)?;
         Ok(User(
-            service::assign_department(&ctx.db().write, p, user_id, department_id).await?,
+            service::assign_department(&ctx.db().write, &ctx.db().bus, p, user_id, department_id)
+                .await?,
         ))
     }
 
@@ -414,7 +415,7 @@ impl DirectoryMutation {
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("API key", &id)?;
-        let id = service::revoke_api_key(&ctx.db().write, p, id).await?;
+        let id = service::revoke_api_key(&ctx.db().write, &ctx.db().bus, p, id).await?;
         Ok(ID(id.to_string()))
     }
 }

@@ -250,6 +250,7 @@ pub async fn org_agent(
 
 pub async fn assign_role(
     db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
     principal: &Principal,
     user_id: Uuid,
     role_id: Uuid,
@@ -274,11 +275,14 @@ pub async fn assign_role(
     .do_nothing()
     .exec(db)
     .await?;
+    let events = bus.access_in(db).await?;
+    bus.committed(events);
     Ok(user)
 }
 
 pub async fn assign_department(
     db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
     principal: &Principal,
     user_id: Uuid,
     department_id: Uuid,
@@ -305,6 +309,8 @@ pub async fn assign_department(
     .do_nothing()
     .exec(db)
     .await?;
+    let events = bus.access_in(db).await?;
+    bus.committed(events);
     Ok(user)
 }
 
@@ -379,6 +385,7 @@ pub async fn create_api_key(
 /// Revokes a key of the caller's organization (admins: any; others: their own).
 pub async fn revoke_api_key(
     db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
     principal: &Principal,
     id: Uuid,
 ) -> AppResult<Uuid> {
@@ -407,6 +414,8 @@ pub async fn revoke_api_key(
             },
         )
         .await?;
+        let events = bus.access_in(db).await?;
+        bus.committed(events);
     }
     Ok(id)
 }

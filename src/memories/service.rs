@@ -13,6 +13,7 @@ use crate::audit::service as audit;
 use crate::auth::{Principal, PrincipalKind};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::events::{BusMessage, MemoryEventKind};
 use crate::pagination::{page_size, Cursor, Page};
 use crate::search::chunking::chunk;
 use crate::search::embedder::{self, to_bytes};
@@ -264,16 +265,43 @@ fn author(principal: &Principal) -> (String, Uuid) {
     (principal.kind.as_str().to_string(), principal.id)
 }
 
-async fn touch_space(db: &impl ConnectionTrait, space_ids: &[Uuid]) -> AppResult<()> {
-    if space_ids.is_empty() {
-        return Ok(());
-    }
+/// Marks a write in the space: activity time, and the next `vector_version`, returned. On
+/// PostgreSQL the row lock this takes orders concurrent writers of one space, so versions
+/// become visible in order.
+async fn bump_space(db: &impl ConnectionTrait, space_id: Uuid) -> AppResult<i64> {
     space::Entity::update_many()
         .col_expr(space::Column::LastActivityAt, Expr::value(now()))
-        .filter(space::Column::Id.is_in(space_ids.iter().copied()))
+        .col_expr(
+            space::Column::VectorVersion,
+            Expr::col(space::Column::VectorVersion).add(1),
+        )
+        .filter(space::Column::Id.eq(space_id))
         .exec(db)
         .await?;
-    Ok(())
+    let version: Option<i64> = space::Entity::find_by_id(space_id)
+        .select_only()
+        .column(space::Column::VectorVersion)
+        .into_tuple()
+        .one(db)
+        .await?;
+    version.ok_or_else(|| AppError::not_found("space", space_id))
+}
+
+fn event(
+    principal: &Principal,
+    bus: &crate::events::Bus,
+    kind: MemoryEventKind,
+    m: &memory::Model,
+) -> BusMessage {
+    BusMessage::Memory {
+        kind,
+        memory_id: m.id,
+        space_id: m.space_id,
+        actor_kind: principal.kind.as_str().to_string(),
+        actor_id: principal.id,
+        at: now(),
+        origin: bus.origin(),
+    }
 }
 
 /// Writes a batch of memories to one space: all or nothing; the first bad item is reported with
@@ -315,7 +343,7 @@ pub async fn create_many(
 
     let at = now();
     let (author_kind, author_id) = author(principal);
-    let mut rows = Vec::with_capacity(valid.len());
+    let mut rows: Vec<memory::Model> = Vec::with_capacity(valid.len());
     let mut tag_rows = Vec::new();
     let mut chunk_rows = Vec::new();
     let mut vectors = Vec::with_capacity(valid.len());
@@ -356,6 +384,7 @@ pub async fn create_many(
             created_at: at,
             updated_at: at,
             expires_at: v.expires_at,
+            index_seq: 0,
         });
     }
 
@@ -363,6 +392,10 @@ pub async fn create_many(
     // Access may have changed while we embedded.
     let access = spaces::load(&txn, principal, space_id).await?;
     writable(&access)?;
+    let version = bump_space(&txn, space_id).await?;
+    for r in rows.iter_mut() {
+        r.index_seq = version;
+    }
     for part in rows.chunks(INSERT_BATCH) {
         memory::Entity::insert_many(part.iter().cloned().map(active))
             .exec_without_returning(&txn)
@@ -378,10 +411,15 @@ pub async fn create_many(
             .exec_without_returning(&txn)
             .await?;
     }
-    touch_space(&txn, &[space_id]).await?;
     audit::cross_tenant(&txn, principal, "memory.create", [&access.space]).await?;
+    let events: Vec<BusMessage> = rows
+        .iter()
+        .map(|m| event(principal, &db.bus, MemoryEventKind::Created, m))
+        .collect();
+    db.bus.stage(&txn, &events).await?;
     txn.commit().await?;
-    index.upsert(space_id, vectors).await;
+    db.bus.committed(events);
+    index.upsert(space_id, version, vectors).await;
     Ok(rows)
 }
 
@@ -402,6 +440,7 @@ fn active(m: memory::Model) -> memory::ActiveModel {
         created_at: Set(m.created_at),
         updated_at: Set(m.updated_at),
         expires_at: Set(m.expires_at),
+        index_seq: Set(m.index_seq),
     }
 }
 
@@ -551,15 +590,24 @@ pub async fn update(
             .await?;
         vectors = Some(mem_vectors);
     }
-    if changed {
+    let mut version = None;
+    let mut events = Vec::new();
+    if changed || vectors.is_some() {
+        let v = bump_space(&txn, m.space_id).await?;
+        if vectors.is_some() {
+            m.index_seq = v;
+        }
+        version = Some(v);
         m.updated_at = now();
         memory::Entity::update(active(m.clone())).exec(&txn).await?;
-        touch_space(&txn, &[m.space_id]).await?;
         audit::cross_tenant(&txn, principal, "memory.update", [&access.space]).await?;
+        events.push(event(principal, &db.bus, MemoryEventKind::Updated, &m));
+        db.bus.stage(&txn, &events).await?;
     }
     txn.commit().await?;
-    if let Some(v) = vectors {
-        index.upsert(m.space_id, vec![(id, v)]).await;
+    db.bus.committed(events);
+    if let (Some(v), Some(version)) = (vectors, version) {
+        index.upsert(m.space_id, version, vec![(id, v)]).await;
     }
     Ok(m)
 }
@@ -574,9 +622,12 @@ pub async fn delete(
     let (m, access) = load(&txn, principal, id).await?;
     writable(&access)?;
     memory::Entity::delete_by_id(id).exec(&txn).await?;
-    touch_space(&txn, &[m.space_id]).await?;
+    bump_space(&txn, m.space_id).await?;
     audit::cross_tenant(&txn, principal, "memory.delete", [&access.space]).await?;
+    let events = vec![event(principal, &db.bus, MemoryEventKind::Deleted, &m)];
+    db.bus.stage(&txn, &events).await?;
     txn.commit().await?;
+    db.bus.committed(events);
     index.remove(m.space_id, &[id]).await;
     Ok(id)
 }

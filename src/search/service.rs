@@ -155,7 +155,10 @@ pub async fn search(
             let Some(qv) = by_embedder.get(s.embedder.as_str()) else {
                 continue;
             };
-            for h in index.search(&db.read, s.id, qv, depth).await? {
+            for h in index
+                .search(&db.read, s.id, s.vector_version, qv, depth)
+                .await?
+            {
                 if h.score > 0.0 {
                     semantic_ranked.push((h.memory_id, f64::from(h.score), h.ord));
                 }

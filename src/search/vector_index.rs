@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use super::embedder::{dot, from_bytes};
 use crate::error::AppResult;
-use entity::chunk;
+use entity::{chunk, memory};
 
 /// The chunk vectors of one memory: (chunk ordinal, vector).
 type MemoryVectors = Vec<(i32, Vec<f32>)>;
@@ -21,6 +22,8 @@ type MemoryVectors = Vec<(i32, Vec<f32>)>;
 #[derive(Default)]
 struct SpaceVectors {
     loaded: bool,
+    /// The space's `vector_version` this index is known to be complete up to.
+    version: i64,
     memories: HashMap<Uuid, MemoryVectors>,
 }
 
@@ -43,13 +46,21 @@ impl VectorIndex {
         spaces.entry(space_id).or_default().clone()
     }
 
-    async fn ensure_loaded(
+    /// Makes the space's vectors complete up to `db_version` (the space's `vector_version`
+    /// read by the caller): a full load the first time, then only the memories written since
+    /// (by this or any other replica).
+    async fn ensure_current(
         &self,
         db: &impl ConnectionTrait,
         space_id: Uuid,
+        db_version: i64,
     ) -> AppResult<Arc<RwLock<SpaceVectors>>> {
         let entry = self.entry(space_id);
-        if entry.read().await.loaded {
+        let current = {
+            let g = entry.read().await;
+            g.loaded && g.version >= db_version
+        };
+        if current {
             return Ok(entry);
         }
         let mut guard = entry.write().await;
@@ -72,6 +83,37 @@ impl VectorIndex {
                     .push((ord, from_bytes(&bytes)));
             }
             guard.loaded = true;
+            guard.version = db_version;
+        } else if guard.version < db_version {
+            let since = guard.version;
+            let rows: Vec<(Uuid, i32, Vec<u8>)> = chunk::Entity::find()
+                .select_only()
+                .column(chunk::Column::MemoryId)
+                .column(chunk::Column::Ord)
+                .column(chunk::Column::Embedding)
+                .filter(chunk::Column::SpaceId.eq(space_id))
+                .filter(
+                    chunk::Column::MemoryId.in_subquery(
+                        Query::select()
+                            .column(memory::Column::Id)
+                            .from(memory::Entity)
+                            .and_where(memory::Column::SpaceId.eq(space_id))
+                            .and_where(memory::Column::IndexSeq.gt(since))
+                            .to_owned(),
+                    ),
+                )
+                .into_tuple()
+                .all(db)
+                .await?;
+            let mut fresh: HashMap<Uuid, MemoryVectors> = HashMap::new();
+            for (memory_id, ord, bytes) in rows {
+                fresh
+                    .entry(memory_id)
+                    .or_default()
+                    .push((ord, from_bytes(&bytes)));
+            }
+            guard.memories.extend(fresh);
+            guard.version = db_version;
         }
         drop(guard);
         Ok(entry)
@@ -82,10 +124,11 @@ impl VectorIndex {
         &self,
         db: &impl ConnectionTrait,
         space_id: Uuid,
+        db_version: i64,
         query: &[f32],
         top: usize,
     ) -> AppResult<Vec<VectorHit>> {
-        let entry = self.ensure_loaded(db, space_id).await?;
+        let entry = self.ensure_current(db, space_id, db_version).await?;
         let guard = entry.read().await;
         let mut hits: Vec<VectorHit> = guard
             .memories
@@ -117,8 +160,10 @@ impl VectorIndex {
         Ok(hits)
     }
 
-    /// Records the chunks of written memories (after their transaction committed).
-    pub async fn upsert(&self, space_id: Uuid, memories: Vec<(Uuid, MemoryVectors)>) {
+    /// Records the chunks of memories written by this process in the write that took the
+    /// space to `version` (after it committed). Out-of-order or missed versions are left to the
+    /// catch-up of the next search.
+    pub async fn upsert(&self, space_id: Uuid, version: i64, memories: Vec<(Uuid, MemoryVectors)>) {
         let entry = self.entry(space_id);
         let mut guard = entry.write().await;
         if !guard.loaded {
@@ -126,6 +171,9 @@ impl VectorIndex {
         }
         for (memory_id, chunks) in memories {
             guard.memories.insert(memory_id, chunks);
+        }
+        if version == guard.version + 1 {
+            guard.version = version;
         }
     }
 
@@ -142,5 +190,11 @@ impl VectorIndex {
     pub fn forget_space(&self, space_id: Uuid) {
         let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
         spaces.remove(&space_id);
+    }
+
+    /// Drops every space's vectors; they reload from the database on the next search.
+    pub fn forget_all(&self) {
+        let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        spaces.clear();
     }
 }

@@ -753,28 +753,36 @@ impl SpaceMutation {
             chunking: input.chunking.map(Into::into),
             grants: grant_lists!(input),
         };
-        Ok(service::update(&ctx.db().write, p, id, patch).await?.into())
+        Ok(
+            service::update(&ctx.db().write, &ctx.db().bus, p, id, patch)
+                .await?
+                .into(),
+        )
     }
 
     /// Soft-deletes a space (OWNER permission): hidden from lists, memories kept.
     async fn delete_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(service::delete(&ctx.db().write, p, id).await?.into())
+        Ok(service::delete(&ctx.db().write, &ctx.db().bus, p, id)
+            .await?
+            .into())
     }
 
     /// Undoes `deleteSpace` (OWNER permission).
     async fn restore_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(service::restore(&ctx.db().write, p, id).await?.into())
+        Ok(service::restore(&ctx.db().write, &ctx.db().bus, p, id)
+            .await?
+            .into())
     }
 
     /// Deletes a space and everything in it, permanently (OWNER permission). Returns its id.
     async fn purge_space(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let id = service::purge(&ctx.db().write, p, id).await?;
+        let id = service::purge(&ctx.db().write, &ctx.db().bus, p, id).await?;
         Ok(ID(id.to_string()))
     }
 
@@ -788,9 +796,11 @@ impl SpaceMutation {
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(sharing::share(&ctx.db().write, p, id, grant_specs(grants))
-            .await?
-            .into())
+        Ok(
+            sharing::share(&ctx.db().write, &ctx.db().bus, p, id, grant_specs(grants))
+                .await?
+                .into(),
+        )
     }
 
     /// Takes grants away from the given subjects (OWNER permission).
@@ -803,7 +813,7 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         Ok(
-            sharing::unshare(&ctx.db().write, p, id, grant_specs(grants))
+            sharing::unshare(&ctx.db().write, &ctx.db().bus, p, id, grant_specs(grants))
                 .await?
                 .into(),
         )
@@ -820,7 +830,7 @@ impl SpaceMutation {
         let space_id = resource_id("space", &space_id)?;
         let agent_id = agent_id.map(|a| input_id("agentId", &a)).transpose()?;
         Ok(
-            sharing::assign_agent(&ctx.db().write, p, space_id, agent_id)
+            sharing::assign_agent(&ctx.db().write, &ctx.db().bus, p, space_id, agent_id)
                 .await?
                 .into(),
         )
@@ -867,7 +877,7 @@ impl SpaceMutation {
     async fn revoke_space_token(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space token", &id)?;
-        Ok(ID(tokens::revoke(&ctx.db().write, p, id)
+        Ok(ID(tokens::revoke(&ctx.db().write, &ctx.db().bus, p, id)
             .await?
             .to_string()))
     }

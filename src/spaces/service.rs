@@ -277,6 +277,7 @@ where
         chunk_overlap: Set(chunking.overlap),
         agent_id: Set(None),
         workspace_id: Set(workspace_id),
+        vector_version: Set(0),
         last_activity_at: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
@@ -403,6 +404,7 @@ async fn record(
 
 pub async fn update<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     id: Uuid,
     patch: SpacePatch,
@@ -446,6 +448,7 @@ where
     }
 
     let mut changed = false;
+    let mut access_changed = false;
     let mut active: space::ActiveModel = current.clone().into();
     if let Some(n) = new_name.filter(|n| *n != current.name) {
         active.name = Set(n);
@@ -461,6 +464,7 @@ where
     {
         active.access_mode = Set(mode.as_str().to_string());
         changed = true;
+        access_changed = true;
     }
     if let Some(labels) = new_labels {
         let mut old: Vec<(String, String)> = space_label::Entity::find()
@@ -501,6 +505,7 @@ where
         sharing::upsert(&txn, id, &grants).await?;
         record(&txn, principal, &current, "space.share").await?;
         changed = true;
+        access_changed = true;
     }
     let model = if changed {
         let display_name = match &active.name {
@@ -519,7 +524,13 @@ where
         record(&txn, principal, &model, "space.update").await?;
     }
     let access = load(&txn, principal, model.id).await?;
+    let events = if access_changed {
+        bus.access_in(&txn).await?
+    } else {
+        Vec::new()
+    };
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
 
@@ -528,7 +539,12 @@ fn cross_org(principal: &Principal, space: &space::Model) -> bool {
 }
 
 /// Soft delete: the space is hidden from lists (unless asked for) and keeps its memories.
-pub async fn delete<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<SpaceAccess>
+pub async fn delete<C>(
+    db: &C,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -545,11 +561,18 @@ where
         record(&txn, principal, &space, "space.delete").await?;
     }
     let access = load(&txn, principal, id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
 
-pub async fn restore<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<SpaceAccess>
+pub async fn restore<C>(
+    db: &C,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -568,12 +591,19 @@ where
         record(&txn, principal, &space, "space.restore").await?;
     }
     let access = load(&txn, principal, id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
 
 /// Permanent delete; labels, tags (and later memories, grants, tokens) go with it by cascade.
-pub async fn purge<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<Uuid>
+pub async fn purge<C>(
+    db: &C,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<Uuid>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -583,7 +613,9 @@ where
         .space;
     record(&txn, principal, &space, "space.purge").await?;
     space.delete(&txn).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(id)
 }
 

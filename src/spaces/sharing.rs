@@ -316,6 +316,7 @@ pub async fn clear(db: &impl ConnectionTrait, space_id: Uuid) -> AppResult<()> {
 /// `shareSpace`: adds grants (or changes the permission of an existing subject). OWNER only.
 pub async fn share<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     space_id: Uuid,
     specs: Vec<GrantSpec>,
@@ -329,13 +330,16 @@ where
     upsert(&txn, space_id, &grants).await?;
     touch_and_audit(&txn, principal, &access.space, "space.share").await?;
     let access = service::load(&txn, principal, space_id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
 
 /// `unshareSpace`: removes the grants of the given subjects (their permission is ignored).
 pub async fn unshare<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     space_id: Uuid,
     specs: Vec<GrantSpec>,
@@ -372,7 +376,9 @@ where
     }
     touch_and_audit(&txn, principal, &access.space, "space.unshare").await?;
     let access = service::load(&txn, principal, space_id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
 
@@ -406,6 +412,7 @@ async fn touch_and_audit(
 /// `assignAgent`: the agent that works in the space (it holds EDIT); `None` unassigns. OWNER only.
 pub async fn assign_agent<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     space_id: Uuid,
     agent_id: Option<Uuid>,
@@ -437,6 +444,8 @@ where
         .await?;
     touch_and_audit(&txn, principal, &access.space, "space.assign_agent").await?;
     let access = service::load(&txn, principal, space_id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }

@@ -71,7 +71,12 @@ where
 }
 
 /// Revokes a token: requests with it get 401 from now on. OWNER of its space only.
-pub async fn revoke<C>(db: &C, principal: &Principal, id: Uuid) -> AppResult<Uuid>
+pub async fn revoke<C>(
+    db: &C,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<Uuid>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -100,7 +105,9 @@ where
         )
         .await?;
     }
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(id)
 }
 

@@ -344,9 +344,15 @@ impl WorkspaceMutation {
     ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
-        Ok(ID(service::delete(&ctx.db().write, p, id, force)
-            .await?
-            .to_string()))
+        Ok(ID(service::delete(
+            &ctx.db().write,
+            &ctx.db().bus,
+            p,
+            id,
+            force,
+        )
+        .await?
+        .to_string()))
     }
 
     /// Adds a user of the organization to the workspace (ADMIN or more; granting OWNER needs
@@ -362,7 +368,7 @@ impl WorkspaceMutation {
         let ws = resource_id("workspace", &workspace_id)?;
         let user = crate::schema::input_id("userId", &user_id)?;
         Ok(WorkspaceMember(
-            service::add_member(&ctx.db().write, p, ws, user, role).await?,
+            service::add_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
         ))
     }
 
@@ -378,7 +384,7 @@ impl WorkspaceMutation {
         let ws = resource_id("workspace", &workspace_id)?;
         let user = resource_id("workspace member", &user_id)?;
         Ok(WorkspaceMember(
-            service::update_member(&ctx.db().write, p, ws, user, role).await?,
+            service::update_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
         ))
     }
 
@@ -392,9 +398,15 @@ impl WorkspaceMutation {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;
         let user = resource_id("workspace member", &user_id)?;
-        Ok(ID(service::remove_member(&ctx.db().write, p, ws, user)
-            .await?
-            .to_string()))
+        Ok(ID(service::remove_member(
+            &ctx.db().write,
+            &ctx.db().bus,
+            p,
+            ws,
+            user,
+        )
+        .await?
+        .to_string()))
     }
 
     /// Moves a space into a workspace (OWNER on the space, ADMIN or more in the workspace), or
@@ -410,8 +422,10 @@ impl WorkspaceMutation {
         let ws = workspace_id
             .map(|w| resource_id("workspace", &w))
             .transpose()?;
-        Ok(service::move_space(&ctx.db().write, p, id, ws)
-            .await?
-            .into())
+        Ok(
+            service::move_space(&ctx.db().write, &ctx.db().bus, p, id, ws)
+                .await?
+                .into(),
+        )
     }
 }

@@ -219,7 +219,13 @@ fn new_name_or(active: &workspace::ActiveModel, current: &str) -> String {
 
 /// Deletes a workspace (its OWNER or an org admin). Live spaces block it unless `force`, which
 /// soft-deletes them in the same transaction. Spaces leave the workspace either way.
-pub async fn delete<C>(db: &C, principal: &Principal, id: Uuid, force: bool) -> AppResult<Uuid>
+pub async fn delete<C>(
+    db: &C,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+    force: bool,
+) -> AppResult<Uuid>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -266,7 +272,9 @@ where
         },
     )
     .await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(id)
 }
 
@@ -410,6 +418,7 @@ async fn member(
 
 pub async fn add_member<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -445,12 +454,15 @@ where
     .insert(&txn)
     .await
     .map_err(AppError::unique("this user is already a member"))?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(row)
 }
 
 pub async fn update_member<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -479,12 +491,15 @@ where
     let mut active: workspace_member::ActiveModel = current.into();
     active.role = Set(role.as_str().to_string());
     let row = active.update(&txn).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(row)
 }
 
 pub async fn remove_member<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -509,7 +524,9 @@ where
     workspace_member::Entity::delete_by_id((workspace_id, user_id))
         .exec(&txn)
         .await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(user_id)
 }
 
@@ -582,6 +599,7 @@ pub async fn check_space_creation(
 /// `moveSpace`: OWNER on the space, and ADMIN or more in the target workspace (null detaches).
 pub async fn move_space<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     space_id: Uuid,
     workspace_id: Option<Uuid>,
@@ -620,6 +638,8 @@ where
         .await?;
     }
     let access = spaces::load(&txn, principal, space_id).await?;
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(access)
 }
