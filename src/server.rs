@@ -474,7 +474,16 @@ async fn run(
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_vec(&response) {
+    let serialized = serde_json::to_value(&response).map(|mut v| {
+        // A request that never executed (parse or validation failure) has no `data` entry.
+        if request_error {
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("data");
+            }
+        }
+        v
+    });
+    let body = match serialized.and_then(|v| serde_json::to_vec(&v)) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "response serialisation failed");
