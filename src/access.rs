@@ -349,6 +349,8 @@ mod tests {
             agent_id: None,
             workspace_id: None,
             vector_version: 0,
+            duplicate_policy: "ALLOW".into(),
+            duplicate_threshold: 0.95,
             last_activity_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

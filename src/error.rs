@@ -31,6 +31,15 @@ pub enum AppError {
     },
     /// A subscriber fell further behind than its buffer; its stream ends.
     SubscriberLagged(u64),
+    /// The write duplicates an existing memory and the policy is REJECT.
+    Duplicate {
+        existing_id: uuid::Uuid,
+        index: Option<usize>,
+    },
+    /// `expectedVersion` is stale: someone changed the memory since it was read.
+    Conflict {
+        current_version: i32,
+    },
     Internal(anyhow::Error),
 }
 
@@ -45,6 +54,8 @@ impl AppError {
             AppError::AlreadyExists(_) => "ALREADY_EXISTS",
             AppError::InvalidArgument { .. } => "INVALID_ARGUMENT",
             AppError::SubscriberLagged(_) => "SUBSCRIBER_LAGGED",
+            AppError::Duplicate { .. } => "DUPLICATE",
+            AppError::Conflict { .. } => "CONFLICT",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -63,6 +74,14 @@ impl AppError {
             AppError::SubscriberLagged(n) => format!(
                 "this subscriber fell {n} events behind and was disconnected; resubscribe and \
                  re-read the space"
+            ),
+            AppError::Duplicate { existing_id, index } => match index {
+                Some(i) => format!("item {i}: duplicates memory {existing_id}"),
+                None => format!("this memory duplicates memory {existing_id}"),
+            },
+            AppError::Conflict { current_version } => format!(
+                "the memory changed since you read it (now at version {current_version}); \
+                 re-read it and retry"
             ),
             AppError::Internal(_) => "internal error".into(),
         }
@@ -131,6 +150,15 @@ impl From<AppError> for async_graphql::Error {
                     }
                 }
                 AppError::InvalidArgument { field, .. } => ext.set("field", field.as_str()),
+                AppError::Duplicate { existing_id, index } => {
+                    ext.set("existingId", existing_id.to_string());
+                    if let Some(i) = index {
+                        ext.set("index", *i as i64);
+                    }
+                }
+                AppError::Conflict { current_version } => {
+                    ext.set("currentVersion", *current_version)
+                }
                 _ => {}
             }
         })

@@ -23,6 +23,16 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     /// The space's `vector_version` of the write that last set this memory's vectors.
     pub index_seq: i64,
+    /// Goes up by one on every change (optimistic concurrency).
+    pub version: i32,
+    /// SHA-256 of the normalised content (lower case, single spaces).
+    pub content_hash: String,
+    /// The newer memory that replaced this one (SUPERSEDE policy).
+    pub superseded_by: Option<Uuid>,
+    /// The older memory this one replaced.
+    pub supersedes: Option<Uuid>,
+    /// The id this memory had in the system it was imported from.
+    pub external_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

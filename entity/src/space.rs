@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// `owner_kind` is `USER` or `AGENT`; `access_mode` is `PRIVATE`, `ORGANIZATION` or `PUBLIC`.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "spaces")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -21,6 +21,10 @@ pub struct Model {
     pub workspace_id: Option<Uuid>,
     /// Bumped by every memory write; see `memories.index_seq`.
     pub vector_version: i64,
+    /// ALLOW, REJECT, SUPERSEDE or MERGE.
+    pub duplicate_policy: String,
+    /// Cosine at or above which two memories are duplicates.
+    pub duplicate_threshold: f64,
     pub last_activity_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -6,6 +6,7 @@ mod m20261127_000002_sharing;
 mod m20261127_000003_memories;
 mod m20261127_000004_workspaces;
 mod m20261127_000005_index_versions;
+mod m20261127_000006_memory_quality;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_memories::Migration),
             Box::new(m20261127_000004_workspaces::Migration),
             Box::new(m20261127_000005_index_versions::Migration),
+            Box::new(m20261127_000006_memory_quality::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
 
+use super::duplicates::DuplicatePolicy;
 use super::service::{self, MemoryDraft, MemoryFilter, MemoryPatch};
 use crate::directory::graphql::{load_principal, Agent, PrincipalObject};
 use crate::error::AppError;
@@ -93,6 +94,24 @@ impl Memory {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Goes up by one on every change; pass it as `expectedVersion` to `updateMemory` to make
+    /// lost updates impossible.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    /// The id this memory had in the system it was imported from.
+    async fn external_id(&self) -> Option<&str> {
+        self.0.external_id.as_deref()
+    }
+    /// The older memory this one replaced (SUPERSEDE policy).
+    async fn supersedes(&self, ctx: &Context<'_>) -> Result<Option<Memory>> {
+        linked_memory(ctx, self.0.supersedes).await
+    }
+    /// The newer memory that replaced this one; superseded memories are hidden from lists and
+    /// searches unless `includeSuperseded` is set.
+    async fn superseded_by(&self, ctx: &Context<'_>) -> Result<Option<Memory>> {
+        linked_memory(ctx, self.0.superseded_by).await
+    }
     /// After this time the memory is never returned, and a periodic sweep deletes it.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
@@ -147,6 +166,19 @@ pub async fn prefetch_memories(
         loaders.agents.load_many(agents).await.map_err(loader_err)?;
     }
     Ok(())
+}
+
+/// A memory of the history chain, if the caller may read it.
+async fn linked_memory(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> Result<Option<Memory>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let p = ctx.principal()?;
+    match service::get(ctx.db(), p, id).await {
+        Ok(m) => Ok(Some(Memory(m))),
+        Err(AppError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(SimpleObject)]
@@ -205,6 +237,9 @@ pub struct MemoryFilterInput {
     thread_id: Option<String>,
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
+    /// Also return memories that a newer one superseded.
+    #[graphql(default)]
+    include_superseded: bool,
 }
 
 impl MemoryFilterInput {
@@ -218,6 +253,7 @@ impl MemoryFilterInput {
             thread_id: self.thread_id,
             created_after: self.created_after,
             created_before: self.created_before,
+            include_superseded: self.include_superseded,
         })
     }
 }
@@ -241,6 +277,12 @@ pub struct MemoryInput {
     thread_id: Option<String>,
     /// Must be in the future.
     expires_at: Option<DateTime<Utc>>,
+    /// The memory's id in the system it comes from (1–255 characters). Writing an externalId
+    /// that already exists in the space returns the existing memory unchanged, so an import
+    /// can be re-run safely.
+    external_id: Option<String>,
+    /// Overrides the space's duplicate policy for this memory.
+    on_duplicate: Option<DuplicatePolicy>,
 }
 
 impl MemoryInput {
@@ -254,6 +296,8 @@ impl MemoryInput {
             agent_id: self.agent_id.map(|a| a.0),
             thread_id: self.thread_id,
             expires_at: self.expires_at,
+            external_id: self.external_id,
+            on_duplicate: self.on_duplicate,
         }
     }
 }
@@ -272,6 +316,10 @@ pub struct CreateMemoryInput {
     agent_id: Option<ID>,
     thread_id: Option<String>,
     expires_at: Option<DateTime<Utc>>,
+    /// See `MemoryInput.externalId`.
+    external_id: Option<String>,
+    /// Overrides the space's duplicate policy for this write.
+    on_duplicate: Option<DuplicatePolicy>,
 }
 
 /// Changes to a memory; an omitted field is unchanged, `null` clears a nullable one.
@@ -334,6 +382,8 @@ impl MemoryMutation {
             agent_id: input.agent_id,
             thread_id: input.thread_id,
             expires_at: input.expires_at,
+            external_id: input.external_id,
+            on_duplicate: input.on_duplicate,
         }
         .draft();
         let mut rows =
@@ -365,10 +415,15 @@ impl MemoryMutation {
         ctx: &Context<'_>,
         id: ID,
         input: UpdateMemoryInput,
+        #[graphql(
+            desc = "The version you read; if the memory changed since, CONFLICT with `extensions.currentVersion`."
+        )]
+        expected_version: Option<i32>,
     ) -> Result<Memory> {
         let p = ctx.principal()?;
         let id = resource_id("memory", &id)?;
         let patch = MemoryPatch {
+            expected_version,
             content: input.content,
             tags: input.tags,
             metadata: maybe(input.metadata).map(|m| m.map(|j| j.0)),

@@ -56,6 +56,7 @@ impl Loader<Uuid> for MemoryStatsLoader {
             .column_as(Expr::cust("CAST(SUM(content_bytes) AS BIGINT)"), "bytes")
             .filter(memory::Column::SpaceId.is_in(keys.iter().copied()))
             .filter(live())
+            .filter(memory::Column::SupersededBy.is_null())
             .group_by(memory::Column::SpaceId)
             .into_tuple()
             .all(&self.0)

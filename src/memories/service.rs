@@ -1,5 +1,7 @@
 //! The memory domain: validation, access (EDIT to write, VIEW to read), chunking and embedding
 //! outside the transaction, one transaction per write, the vector index kept current.
+use std::collections::HashMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
@@ -8,6 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::duplicates::{content_hash, merge_metadata, DuplicatePolicy};
 use crate::access::Permission;
 use crate::audit::service as audit;
 use crate::auth::{Principal, PrincipalKind};
@@ -40,6 +43,10 @@ pub struct MemoryDraft {
     pub agent_id: Option<String>,
     pub thread_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The id in the system it came from; a second write with the same one returns the first.
+    pub external_id: Option<String>,
+    /// Overrides the space's duplicate policy for this write.
+    pub on_duplicate: Option<DuplicatePolicy>,
 }
 
 fn agent_id(raw: Option<&str>) -> AppResult<Option<Uuid>> {
@@ -59,6 +66,9 @@ struct Valid {
     agent_id: Option<Uuid>,
     thread_id: Option<String>,
     expires_at: Option<DateTime<Utc>>,
+    external_id: Option<String>,
+    on_duplicate: Option<DuplicatePolicy>,
+    hash: String,
 }
 
 fn content(value: &str) -> AppResult<String> {
@@ -169,6 +179,12 @@ fn validate_draft(d: MemoryDraft) -> AppResult<Valid> {
         agent_id: agent_id(d.agent_id.as_deref())?,
         thread_id: thread_id(d.thread_id)?,
         expires_at: expires_at(d.expires_at)?,
+        external_id: d
+            .external_id
+            .map(|e| validate::text("externalId", &e, 1, 255))
+            .transpose()?,
+        on_duplicate: d.on_duplicate,
+        hash: content_hash(&d.content),
     })
 }
 
@@ -343,15 +359,185 @@ pub async fn create_many(
 
     let at = now();
     let (author_kind, author_id) = author(principal);
-    let mut rows: Vec<memory::Model> = Vec::with_capacity(valid.len());
+    let txn = db.write.begin().await?;
+    // Access may have changed while we embedded.
+    let access = spaces::load(&txn, principal, space_id).await?;
+    writable(&access)?;
+    let version = bump_space(&txn, space_id).await?;
+    let space_policy = DuplicatePolicy::parse(&access.space.duplicate_policy);
+    let threshold = access.space.duplicate_threshold as f32;
+
+    // What already exists, for idempotent imports and exact duplicates: two queries per batch.
+    let external_ids: Vec<String> = valid.iter().filter_map(|v| v.external_id.clone()).collect();
+    let mut by_external: HashMap<String, memory::Model> = HashMap::new();
+    if !external_ids.is_empty() {
+        for m in memory::Entity::find()
+            .filter(memory::Column::SpaceId.eq(space_id))
+            .filter(memory::Column::ExternalId.is_in(external_ids))
+            .all(&txn)
+            .await?
+        {
+            if let Some(e) = m.external_id.clone() {
+                by_external.insert(e, m);
+            }
+        }
+    }
+    let checks_duplicates = valid
+        .iter()
+        .any(|v| v.on_duplicate.unwrap_or(space_policy) != DuplicatePolicy::Allow);
+    let mut by_hash: HashMap<String, memory::Model> = HashMap::new();
+    if checks_duplicates {
+        let hashes: Vec<String> = valid.iter().map(|v| v.hash.clone()).collect();
+        for m in memory::Entity::find()
+            .filter(memory::Column::SpaceId.eq(space_id))
+            .filter(memory::Column::ContentHash.is_in(hashes))
+            .filter(memory::Column::SupersededBy.is_null())
+            .filter(live())
+            .order_by_asc(memory::Column::CreatedAt)
+            .all(&txn)
+            .await?
+        {
+            by_hash.entry(m.content_hash.clone()).or_insert(m);
+        }
+    }
+
+    // Each item in input order: a new row, an existing memory (same external id), or a merge.
+    let mut results: Vec<Slot> = Vec::with_capacity(valid.len());
+    let mut rows: Vec<memory::Model> = Vec::new();
+    let mut row_tags: Vec<Vec<String>> = Vec::new();
+    let mut row_chunks: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
+    // Existing (database) memories changed by MERGE or SUPERSEDE, with tags to add.
+    let mut touched: HashMap<Uuid, (memory::Model, Vec<String>)> = HashMap::new();
+    for (i, (v, chunks)) in valid.into_iter().zip(embedded).enumerate() {
+        if let Some(e) = &v.external_id {
+            if let Some(existing) = by_external.get(e) {
+                results.push(Slot::Existing(existing.clone()));
+                continue;
+            }
+            if let Some(pos) = rows.iter().position(|r| r.external_id.as_ref() == Some(e)) {
+                results.push(Slot::New(pos));
+                continue;
+            }
+        }
+        let policy = v.on_duplicate.unwrap_or(space_policy);
+        let first_vector = chunks
+            .first()
+            .map(|(_, vec)| vec.clone())
+            .unwrap_or_default();
+        let duplicate = if policy == DuplicatePolicy::Allow {
+            None
+        } else {
+            find_duplicate(
+                &txn,
+                index,
+                &access.space,
+                version - 1,
+                &v.hash,
+                &first_vector,
+                threshold,
+                &by_hash,
+                &rows,
+                &row_chunks,
+                &touched,
+            )
+            .await?
+        };
+        let new_row = |supersedes: Option<Uuid>| memory::Model {
+            id: Uuid::now_v7(),
+            space_id,
+            content_bytes: v.content.len() as i32,
+            content: v.content.clone(),
+            metadata: v.metadata.clone(),
+            importance: v.importance,
+            confidence: v.confidence,
+            recall_count: 0,
+            author_kind: author_kind.clone(),
+            author_id,
+            agent_id: v.agent_id,
+            thread_id: v.thread_id.clone(),
+            created_at: at,
+            updated_at: at,
+            expires_at: v.expires_at,
+            index_seq: version,
+            version: 1,
+            content_hash: v.hash.clone(),
+            superseded_by: None,
+            supersedes,
+            external_id: v.external_id.clone(),
+        };
+        match (policy, duplicate) {
+            (DuplicatePolicy::Reject, Some(dup)) => {
+                return Err(AppError::Duplicate {
+                    existing_id: dup.id(&rows),
+                    index: batch.then_some(i),
+                })
+            }
+            (DuplicatePolicy::Merge, Some(dup)) => {
+                let target: &mut memory::Model = match &dup {
+                    Dup::Batch(pos) => &mut rows[*pos],
+                    Dup::Stored(m) => {
+                        &mut touched
+                            .entry(m.id)
+                            .or_insert_with(|| (m.clone(), Vec::new()))
+                            .0
+                    }
+                };
+                target.metadata = merge_metadata(target.metadata.as_deref(), v.metadata.as_deref());
+                target.importance = target.importance.max(v.importance);
+                target.confidence = target.confidence.max(v.confidence);
+                target.updated_at = at;
+                match &dup {
+                    Dup::Batch(pos) => {
+                        for t in v.tags {
+                            if !row_tags[*pos].contains(&t) {
+                                row_tags[*pos].push(t);
+                            }
+                        }
+                        results.push(Slot::New(*pos));
+                    }
+                    Dup::Stored(m) => {
+                        if let Some(entry) = touched.get_mut(&m.id) {
+                            entry.0.version += 1;
+                            entry.1.extend(v.tags);
+                        }
+                        results.push(Slot::Touched(m.id));
+                    }
+                }
+            }
+            (DuplicatePolicy::Supersede, Some(dup)) => {
+                let row = new_row(Some(dup.id(&rows)));
+                match &dup {
+                    Dup::Batch(pos) => rows[*pos].superseded_by = Some(row.id),
+                    Dup::Stored(m) => {
+                        let entry = touched
+                            .entry(m.id)
+                            .or_insert_with(|| (m.clone(), Vec::new()));
+                        entry.0.superseded_by = Some(row.id);
+                        entry.0.version += 1;
+                        entry.0.updated_at = at;
+                    }
+                }
+                results.push(Slot::New(rows.len()));
+                rows.push(row);
+                row_tags.push(v.tags);
+                row_chunks.push(chunks);
+            }
+            _ => {
+                results.push(Slot::New(rows.len()));
+                rows.push(new_row(None));
+                row_tags.push(v.tags);
+                row_chunks.push(chunks);
+            }
+        }
+    }
+
     let mut tag_rows = Vec::new();
     let mut chunk_rows = Vec::new();
-    let mut vectors = Vec::with_capacity(valid.len());
-    for (v, chunks) in valid.into_iter().zip(embedded) {
-        let id = Uuid::now_v7();
-        for t in &v.tags {
+    let mut vectors = Vec::with_capacity(rows.len());
+    for ((row, tags), chunks) in rows.iter().zip(&row_tags).zip(row_chunks) {
+        for t in tags {
             tag_rows.push(memory_tag::ActiveModel {
-                memory_id: Set(id),
+                memory_id: Set(row.id),
                 tag: Set(t.clone()),
             });
         }
@@ -359,7 +545,7 @@ pub async fn create_many(
         for (ord, (text, vector)) in chunks.into_iter().enumerate() {
             chunk_rows.push(chunk_entity::ActiveModel {
                 id: Set(Uuid::now_v7()),
-                memory_id: Set(id),
+                memory_id: Set(row.id),
                 space_id: Set(space_id),
                 ord: Set(ord as i32),
                 text: Set(text),
@@ -367,39 +553,15 @@ pub async fn create_many(
             });
             mem_vectors.push((ord as i32, vector));
         }
-        vectors.push((id, mem_vectors));
-        rows.push(memory::Model {
-            id,
-            space_id,
-            content_bytes: v.content.len() as i32,
-            content: v.content,
-            metadata: v.metadata,
-            importance: v.importance,
-            confidence: v.confidence,
-            recall_count: 0,
-            author_kind: author_kind.clone(),
-            author_id,
-            agent_id: v.agent_id,
-            thread_id: v.thread_id,
-            created_at: at,
-            updated_at: at,
-            expires_at: v.expires_at,
-            index_seq: 0,
-        });
-    }
-
-    let txn = db.write.begin().await?;
-    // Access may have changed while we embedded.
-    let access = spaces::load(&txn, principal, space_id).await?;
-    writable(&access)?;
-    let version = bump_space(&txn, space_id).await?;
-    for r in rows.iter_mut() {
-        r.index_seq = version;
+        vectors.push((row.id, mem_vectors));
     }
     for part in rows.chunks(INSERT_BATCH) {
         memory::Entity::insert_many(part.iter().cloned().map(active))
             .exec_without_returning(&txn)
-            .await?;
+            .await
+            .map_err(AppError::unique(
+                "a memory with this externalId already exists in the space",
+            ))?;
     }
     for part in tag_rows.chunks(INSERT_BATCH) {
         memory_tag::Entity::insert_many(part.to_vec())
@@ -411,16 +573,145 @@ pub async fn create_many(
             .exec_without_returning(&txn)
             .await?;
     }
+    let mut events: Vec<BusMessage> = Vec::new();
+    for (m, extra_tags) in touched.values() {
+        memory::Entity::update(active(m.clone())).exec(&txn).await?;
+        if !extra_tags.is_empty() {
+            memory_tag::Entity::insert_many(extra_tags.iter().map(|t| memory_tag::ActiveModel {
+                memory_id: Set(m.id),
+                tag: Set(t.clone()),
+            }))
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    memory_tag::Column::MemoryId,
+                    memory_tag::Column::Tag,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .do_nothing()
+            .exec(&txn)
+            .await?;
+        }
+    }
     audit::cross_tenant(&txn, principal, "memory.create", [&access.space]).await?;
-    let events: Vec<BusMessage> = rows
-        .iter()
-        .map(|m| event(principal, &db.bus, MemoryEventKind::Created, m))
-        .collect();
+    for m in &rows {
+        events.push(event(principal, &db.bus, MemoryEventKind::Created, m));
+    }
+    for (m, _) in touched.values() {
+        events.push(event(principal, &db.bus, MemoryEventKind::Updated, m));
+    }
     db.bus.stage(&txn, &events).await?;
     txn.commit().await?;
     db.bus.committed(events);
     index.upsert(space_id, version, vectors).await;
-    Ok(rows)
+    Ok(results
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::New(pos) => rows[pos].clone(),
+            Slot::Existing(m) => m,
+            Slot::Touched(id) => touched
+                .get(&id)
+                .map(|(m, _)| m.clone())
+                .unwrap_or_else(|| rows[0].clone()),
+        })
+        .collect())
+}
+
+/// Where an item of a batch ended up.
+enum Slot {
+    New(usize),
+    Existing(memory::Model),
+    Touched(Uuid),
+}
+
+/// A duplicate found for a new memory: an earlier item of the same batch, or a stored memory.
+enum Dup {
+    Batch(usize),
+    Stored(memory::Model),
+}
+
+impl Dup {
+    fn id(&self, rows: &[memory::Model]) -> Uuid {
+        match self {
+            Dup::Batch(pos) => rows[*pos].id,
+            Dup::Stored(m) => m.id,
+        }
+    }
+}
+
+/// The memory a new one duplicates: same normalised content, or a first chunk whose cosine to
+/// the new memory's first chunk reaches the threshold. Earlier items of the batch count.
+#[allow(clippy::too_many_arguments)]
+async fn find_duplicate(
+    txn: &impl ConnectionTrait,
+    index: &VectorIndex,
+    space: &space::Model,
+    stored_version: i64,
+    hash: &str,
+    first_vector: &[f32],
+    threshold: f32,
+    by_hash: &HashMap<String, memory::Model>,
+    rows: &[memory::Model],
+    row_chunks: &[Vec<(String, Vec<f32>)>],
+    touched: &HashMap<Uuid, (memory::Model, Vec<String>)>,
+) -> AppResult<Option<Dup>> {
+    let live_in_batch = |pos: usize| rows[pos].superseded_by.is_none();
+    if let Some(pos) = (0..rows.len()).find(|p| rows[*p].content_hash == hash && live_in_batch(*p))
+    {
+        return Ok(Some(Dup::Batch(pos)));
+    }
+    let not_superseded = |m: &memory::Model| {
+        touched
+            .get(&m.id)
+            .map(|(t, _)| t.superseded_by.is_none())
+            .unwrap_or(m.superseded_by.is_none())
+    };
+    if let Some(m) = by_hash.get(hash).filter(|m| not_superseded(m)) {
+        return Ok(Some(Dup::Stored(
+            touched
+                .get(&m.id)
+                .map(|(t, _)| t.clone())
+                .unwrap_or_else(|| m.clone()),
+        )));
+    }
+    if first_vector.is_empty() || first_vector.iter().all(|x| *x == 0.0) {
+        return Ok(None);
+    }
+    for (pos, chunks) in row_chunks.iter().enumerate() {
+        if let Some((_, v)) = chunks.first() {
+            if live_in_batch(pos) && crate::search::embedder::dot(first_vector, v) >= threshold {
+                return Ok(Some(Dup::Batch(pos)));
+            }
+        }
+    }
+    let hits = index
+        .search(txn, space.id, stored_version, first_vector, 8)
+        .await?;
+    let candidates: Vec<Uuid> = hits
+        .iter()
+        .filter(|h| h.ord == 0 && h.score >= threshold)
+        .map(|h| h.memory_id)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let found = memory::Entity::find()
+        .filter(memory::Column::Id.is_in(candidates.clone()))
+        .filter(memory::Column::SupersededBy.is_null())
+        .filter(live())
+        .all(txn)
+        .await?;
+    for id in candidates {
+        if let Some(m) = found.iter().find(|m| m.id == id && not_superseded(m)) {
+            let current = touched
+                .get(&m.id)
+                .map(|(t, _)| t.clone())
+                .unwrap_or_else(|| m.clone());
+            return Ok(Some(Dup::Stored(current)));
+        }
+    }
+    Ok(None)
 }
 
 fn active(m: memory::Model) -> memory::ActiveModel {
@@ -441,6 +732,11 @@ fn active(m: memory::Model) -> memory::ActiveModel {
         updated_at: Set(m.updated_at),
         expires_at: Set(m.expires_at),
         index_seq: Set(m.index_seq),
+        version: Set(m.version),
+        content_hash: Set(m.content_hash),
+        superseded_by: Set(m.superseded_by),
+        supersedes: Set(m.supersedes),
+        external_id: Set(m.external_id),
     }
 }
 
@@ -478,6 +774,8 @@ pub async fn get(db: &Db, principal: &Principal, id: Uuid) -> AppResult<memory::
 /// A change to a memory; `None` leaves a field unchanged (`Some(None)` clears a nullable one).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryPatch {
+    /// Optimistic concurrency: fail with CONFLICT unless the memory is at this version.
+    pub expected_version: Option<i32>,
     pub content: Option<String>,
     pub tags: Option<Vec<String>>,
     pub metadata: Option<Option<serde_json::Value>>,
@@ -514,9 +812,17 @@ pub async fn update(
     let txn = db.write.begin().await?;
     let (current, access) = load(&txn, principal, id).await?;
     writable(&access)?;
+    if let Some(expected) = patch.expected_version {
+        if expected != current.version {
+            return Err(AppError::Conflict {
+                current_version: current.version,
+            });
+        }
+    }
     let mut m = current.clone();
     if let Some(c) = new_content {
         m.content_bytes = c.len() as i32;
+        m.content_hash = content_hash(&c);
         m.content = c;
     }
     if let Some(v) = new_metadata {
@@ -599,7 +905,25 @@ pub async fn update(
         }
         version = Some(v);
         m.updated_at = now();
-        memory::Entity::update(active(m.clone())).exec(&txn).await?;
+        m.version = current.version + 1;
+        // Guarded by the version read above: a concurrent change makes this match nothing.
+        let updated = memory::Entity::update_many()
+            .set(active(m.clone()))
+            .filter(memory::Column::Id.eq(id))
+            .filter(memory::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            let now_at: Option<i32> = memory::Entity::find_by_id(id)
+                .select_only()
+                .column(memory::Column::Version)
+                .into_tuple()
+                .one(&txn)
+                .await?;
+            return Err(AppError::Conflict {
+                current_version: now_at.unwrap_or(current.version),
+            });
+        }
         audit::cross_tenant(&txn, principal, "memory.update", [&access.space]).await?;
         events.push(event(principal, &db.bus, MemoryEventKind::Updated, &m));
         db.bus.stage(&txn, &events).await?;
@@ -641,11 +965,15 @@ pub struct MemoryFilter {
     pub thread_id: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    pub include_superseded: bool,
 }
 
 /// The SQL condition of a filter (live memories only).
 pub fn filter_condition(filter: &MemoryFilter) -> AppResult<Condition> {
     let mut cond = Condition::all().add(live());
+    if !filter.include_superseded {
+        cond = cond.add(memory::Column::SupersededBy.is_null());
+    }
     let wanted = tags(filter.tags.clone()).map_err(|e| match e {
         AppError::Validation { message, .. } => AppError::validation("filter.tags", message),
         other => other,

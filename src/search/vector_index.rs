@@ -114,7 +114,11 @@ impl SpaceVectors {
                 }
             }
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.memory_id.cmp(&b.memory_id)));
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.memory_id.cmp(&b.memory_id))
+        });
         hits
     }
 }
@@ -169,7 +173,10 @@ impl VectorIndex {
             guard.clear();
             let mut grouped: HashMap<Uuid, MemoryVectors> = HashMap::new();
             for (memory_id, ord, bytes) in rows {
-                grouped.entry(memory_id).or_default().push((ord, from_bytes(&bytes)));
+                grouped
+                    .entry(memory_id)
+                    .or_default()
+                    .push((ord, from_bytes(&bytes)));
             }
             for (id, chunks) in grouped {
                 guard.put(id, chunks);

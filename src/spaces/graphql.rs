@@ -16,6 +16,7 @@ use crate::auth::PrincipalKind;
 use crate::directory::graphql::Agent;
 use crate::directory::graphql::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::error::AppError;
+use crate::memories::duplicates::DuplicatePolicy;
 use crate::memories::graphql::{MemoryConnection, MemoryFilterInput};
 use crate::memories::loaders::MemoryStats;
 use crate::pagination::PageInfo;
@@ -285,6 +286,14 @@ impl Space {
             .map(Space::from)
             .collect())
     }
+    /// What a write that duplicates an existing memory does.
+    async fn duplicate_policy(&self) -> DuplicatePolicy {
+        DuplicatePolicy::parse(&self.model.duplicate_policy)
+    }
+    /// Cosine at or above which two memories count as duplicates.
+    async fn duplicate_threshold(&self) -> f64 {
+        self.model.duplicate_threshold
+    }
     /// The caller's permission on this space.
     async fn viewer_permission(&self) -> Permission {
         self.permission
@@ -436,6 +445,11 @@ pub struct CreateSpaceInput {
     chunking: Option<ChunkingInput>,
     /// Put the space in this workspace (you need EDITOR or more there).
     workspace_id: Option<ID>,
+    /// What a write that duplicates an existing memory does (default ALLOW).
+    #[graphql(default)]
+    duplicate_policy: DuplicatePolicy,
+    /// Cosine at or above which two memories are duplicates, 0.5–1.0 (default 0.95).
+    duplicate_threshold: Option<f64>,
     /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
     grants: Option<Vec<GrantInput>>,
     /// Users who may view (VIEW grants).
@@ -471,6 +485,9 @@ pub struct UpdateSpaceInput {
     embedder: Option<String>,
     /// Immutable: accepted only when equal to the current chunking.
     chunking: Option<ChunkingInput>,
+    duplicate_policy: Option<DuplicatePolicy>,
+    /// 0.5–1.0.
+    duplicate_threshold: Option<f64>,
     // When any of the sharing fields below is given, the space's grants become exactly the
     // union of the given ones.
     /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
@@ -721,6 +738,8 @@ impl SpaceMutation {
                 .workspace_id
                 .map(|id| input_id("workspaceId", &id))
                 .transpose()?,
+            duplicate_policy: input.duplicate_policy,
+            duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
         Ok(service::create(&ctx.db().write, p, new).await?.into())
@@ -751,6 +770,8 @@ impl SpaceMutation {
                 .transpose()?,
             embedder: input.embedder,
             chunking: input.chunking.map(Into::into),
+            duplicate_policy: input.duplicate_policy,
+            duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
         Ok(

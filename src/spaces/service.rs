@@ -14,6 +14,7 @@ use crate::audit::service::{self as audit, Event};
 use crate::auth::{Principal, PrincipalKind};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::memories::duplicates::{DuplicatePolicy, DEFAULT_THRESHOLD};
 use crate::pagination::{page_size, Cursor, Page};
 use crate::search::embedder;
 use crate::{now, validate};
@@ -44,6 +45,8 @@ pub struct NewSpace {
     pub embedder: Option<String>,
     pub chunking: Option<Chunking>,
     pub workspace_id: Option<Uuid>,
+    pub duplicate_policy: DuplicatePolicy,
+    pub duplicate_threshold: Option<f64>,
     pub grants: GrantLists,
 }
 
@@ -68,6 +71,8 @@ pub struct SpacePatch {
     pub owner_id: Option<Uuid>,
     pub embedder: Option<String>,
     pub chunking: Option<Chunking>,
+    pub duplicate_policy: Option<DuplicatePolicy>,
+    pub duplicate_threshold: Option<f64>,
     /// When any list is given, the space's grants become exactly the ones given.
     pub grants: GrantLists,
 }
@@ -180,6 +185,16 @@ fn chunking(c: Chunking) -> AppResult<Chunking> {
     Ok(c)
 }
 
+fn duplicate_threshold(t: f64) -> AppResult<f64> {
+    if !(0.5..=1.0).contains(&t) {
+        return Err(AppError::validation(
+            "duplicateThreshold",
+            "must be between 0.5 and 1.0",
+        ));
+    }
+    Ok(t)
+}
+
 fn embedder_name(name: Option<String>) -> AppResult<String> {
     let name = name.map(|n| n.trim().to_string());
     match name {
@@ -251,6 +266,7 @@ where
         overlap: DEFAULT_CHUNK_OVERLAP,
     }))?;
     let embedder = embedder_name(input.embedder)?;
+    let threshold = duplicate_threshold(input.duplicate_threshold.unwrap_or(DEFAULT_THRESHOLD))?;
     if principal.token.is_some() {
         return Err(AppError::forbidden("a space token cannot create spaces"));
     }
@@ -278,6 +294,8 @@ where
         agent_id: Set(None),
         workspace_id: Set(workspace_id),
         vector_version: Set(0),
+        duplicate_policy: Set(input.duplicate_policy.as_str().to_string()),
+        duplicate_threshold: Set(threshold),
         last_activity_at: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
@@ -419,6 +437,10 @@ where
     };
     let new_labels = patch.labels.map(|l| labels("labels", l)).transpose()?;
     let new_tags = patch.tags.map(|t| tags("tags", t)).transpose()?;
+    let new_threshold = patch
+        .duplicate_threshold
+        .map(duplicate_threshold)
+        .transpose()?;
 
     let txn = db.begin().await?;
     let current = load_for(&txn, principal, id, Permission::Owner)
@@ -465,6 +487,17 @@ where
         active.access_mode = Set(mode.as_str().to_string());
         changed = true;
         access_changed = true;
+    }
+    if let Some(p) = patch
+        .duplicate_policy
+        .filter(|p| p.as_str() != current.duplicate_policy)
+    {
+        active.duplicate_policy = Set(p.as_str().to_string());
+        changed = true;
+    }
+    if let Some(t) = new_threshold.filter(|t| *t != current.duplicate_threshold) {
+        active.duplicate_threshold = Set(t);
+        changed = true;
     }
     if let Some(labels) = new_labels {
         let mut old: Vec<(String, String)> = space_label::Entity::find()

@@ -292,6 +292,7 @@ impl WorkspaceMutation {
         let p = ctx.principal()?;
         let model = service::create(
             &ctx.db().write,
+            &ctx.db().bus,
             p,
             NewWorkspace {
                 name: input.name,

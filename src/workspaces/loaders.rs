@@ -54,6 +54,7 @@ impl Loader<Uuid> for WorkspaceStatsLoader {
             .filter(space::Column::WorkspaceId.is_in(keys.iter().copied()))
             .filter(space::Column::DeletedAt.is_null())
             .filter(live())
+            .filter(memory::Column::SupersededBy.is_null())
             .group_by(space::Column::WorkspaceId)
             .into_tuple()
             .all(&self.0)

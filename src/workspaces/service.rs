@@ -127,6 +127,7 @@ pub async fn load_for(
 
 pub async fn create<C>(
     db: &C,
+    bus: &crate::events::Bus,
     principal: &Principal,
     input: NewWorkspace,
 ) -> AppResult<workspace::Model>
@@ -162,7 +163,10 @@ where
     })
     .exec_without_returning(&txn)
     .await?;
+    // The creator's memberships changed: cached principals must be reloaded.
+    let events = bus.access_in(&txn).await?;
     txn.commit().await?;
+    bus.committed(events);
     Ok(ws)
 }
 
