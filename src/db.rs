@@ -100,6 +100,23 @@ impl Db {
     }
 }
 
+/// Begins a write transaction. On SQLite it takes the write lock at once (a no-op write as the
+/// first statement, the effect of `BEGIN IMMEDIATE`): a transaction that read first and wrote
+/// later could fail with SQLITE_BUSY when another process wrote in between, which no busy
+/// timeout can wait out. This way the busy timeout applies and writers of several processes
+/// on one file queue instead of failing.
+pub async fn begin<C>(db: &C) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr>
+where
+    C: ConnectionTrait + sea_orm::TransactionTrait,
+{
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE organizations SET handle = handle WHERE 0 = 1")
+            .await?;
+    }
+    Ok(txn)
+}
+
 /// Hides a password in a database URL before it is logged.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {

@@ -17,6 +17,9 @@ use async_graphql::{Name, Value, Variables};
 
 use crate::pagination::page_size;
 
+/// The depth allowed to introspection queries (GraphiQL's full schema query is ~13 deep).
+pub const INTROSPECTION_DEPTH: usize = 20;
+
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
     pub max_depth: usize,
@@ -90,6 +93,9 @@ struct Walker<'a> {
     doc: &'a ExecutableDocument,
     variables: &'a Variables,
     aliases: usize,
+    /// (depth, cost, aliases) of each fragment, computed once: a fragment spread many times
+    /// (a "fragment bomb") costs its size times the spreads, not exponential time.
+    memo: std::collections::HashMap<Name, (usize, usize, usize)>,
 }
 
 impl Walker<'_> {
@@ -146,13 +152,20 @@ impl Walker<'_> {
                 }
                 Selection::FragmentSpread(sp) => {
                     let name = sp.node.fragment_name.node.clone();
-                    match self.doc.fragments.get(&name) {
-                        Some(def) if visiting.insert(name.clone()) => {
-                            let r = self.walk_fragment(def, visiting, level);
-                            visiting.remove(&name);
-                            r
+                    if let Some((d, c, a)) = self.memo.get(&name).copied() {
+                        self.aliases = self.aliases.saturating_add(a);
+                        (d, c)
+                    } else {
+                        match self.doc.fragments.get(&name) {
+                            Some(def) if visiting.insert(name.clone()) => {
+                                let before = self.aliases;
+                                let (d, c) = self.walk_fragment(def, visiting, level);
+                                visiting.remove(&name);
+                                self.memo.insert(name, (d, c, self.aliases - before));
+                                (d, c)
+                            }
+                            _ => (0, 0),
                         }
-                        _ => (0, 0),
                     }
                 }
             };
@@ -221,19 +234,24 @@ pub fn check(
         },
     };
     for op in ops {
-        if is_introspection(&op.node) {
-            continue;
-        }
+        // Introspection is scored separately: GraphiQL's schema query nests ~13 deep, so it
+        // gets its own depth limit; complexity and aliases count as for any query.
+        let max_depth = if is_introspection(&op.node) {
+            limits.max_depth.max(INTROSPECTION_DEPTH)
+        } else {
+            limits.max_depth
+        };
         let mut walker = Walker {
             doc: &doc,
             variables,
             aliases: 0,
+            memo: Default::default(),
         };
         let (depth, complexity) = walker.walk(&op.node.selection_set.node, &mut HashSet::new(), 1);
-        if depth > limits.max_depth {
+        if depth > max_depth {
             return Err(TooComplex {
                 kind: "depth",
-                limit: limits.max_depth,
+                limit: max_depth,
                 measured: depth,
             });
         }
@@ -307,8 +325,11 @@ mod tests {
 
     #[test]
     fn introspection_is_exempt_and_fragments_count() {
-        let intro = format!("{{ __schema {} }}", &nested(14)[1..]);
+        // `__schema` plus 13 levels: deeper than ordinary queries may go, fine for introspection.
+        let intro = format!("{{ __schema {} }}", nested(13));
         assert!(run(&intro).is_ok());
+        let too_deep_intro = format!("{{ __schema {} }}", nested(20));
+        assert_eq!(run(&too_deep_intro).unwrap_err().kind, "depth");
         let q = "query { ...F } fragment F on Query { a { b { c { d { e { f { g { h { i { j { k { l { m } } } } } } } } } } } } }";
         assert_eq!(run(q).unwrap_err().kind, "depth");
         let cyclic = "query { ...F } fragment F on Query { a { ...F } }";
@@ -316,6 +337,21 @@ mod tests {
             run(cyclic).is_ok(),
             "a fragment cycle is cut, not followed forever"
         );
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_scored_in_linear_time_and_refused() {
+        let mut q =
+            String::from("query { ...F40 } fragment F0 on Query { viewer { __typename } } ");
+        for k in 1..=40 {
+            q.push_str(&format!(
+                "fragment F{k} on Query {{ ...F{p} ...F{p} }} ",
+                p = k - 1
+            ));
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(run(&q).unwrap_err().kind, "complexity");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

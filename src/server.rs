@@ -309,6 +309,21 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     })
 }
 
+/// The name of a document's leading operation (`query Viewer { … }` → `Viewer`), for logs
+/// and metrics when the request carries no `operationName`.
+fn operation_name_of(query: &str) -> Option<String> {
+    let rest = query.trim_start();
+    let rest = ["query", "mutation", "subscription"]
+        .iter()
+        .find_map(|kw| rest.strip_prefix(kw))?;
+    let name: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
 fn new_trace_id() -> String {
     Uuid::now_v7().simple().to_string()
 }
@@ -336,7 +351,10 @@ async fn execute(
 ) -> Response {
     let trace_id = new_trace_id();
     let started = Instant::now();
-    let operation = request.operation_name.clone();
+    let operation = request
+        .operation_name
+        .clone()
+        .or_else(|| operation_name_of(&request.query));
     let span = tracing::info_span!(
         "graphql",
         trace_id = %trace_id,
@@ -450,6 +468,7 @@ async fn run(
             let code = if err.message.contains("nested too deep")
                 || err.message.contains("too complex")
                 || err.message.contains("recursion limit")
+                || err.message.contains("recursion depth")
             {
                 "QUERY_TOO_COMPLEX"
             } else {

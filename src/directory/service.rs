@@ -39,7 +39,7 @@ where
         keys::validate_chosen_key(key)
             .map_err(|why| AppError::validation("MEMSPACE_ADMIN_KEY", why))?;
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     if organization::Entity::find().count(&txn).await? > 0 {
         return Ok(None);
     }
@@ -66,7 +66,7 @@ where
 {
     let handle = validate::handle("handle", handle)?;
     let name = validate::text("name", name, 1, 255)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let admin = insert_org_with_admin(&txn, &handle, &name, keys::generate()).await?;
     txn.commit().await?;
     Ok(admin)

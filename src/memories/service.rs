@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -359,7 +359,7 @@ pub async fn create_many(
 
     let at = now();
     let (author_kind, author_id) = author(principal);
-    let txn = db.write.begin().await?;
+    let txn = crate::db::begin(&db.write).await?;
     // Access may have changed while we embedded.
     let access = spaces::load(&txn, principal, space_id).await?;
     writable(&access)?;
@@ -809,7 +809,7 @@ pub async fn update(
         None
     };
 
-    let txn = db.write.begin().await?;
+    let txn = crate::db::begin(&db.write).await?;
     let (current, access) = load(&txn, principal, id).await?;
     writable(&access)?;
     if let Some(expected) = patch.expected_version {
@@ -942,7 +942,7 @@ pub async fn delete(
     principal: &Principal,
     id: Uuid,
 ) -> AppResult<Uuid> {
-    let txn = db.write.begin().await?;
+    let txn = crate::db::begin(&db.write).await?;
     let (m, access) = load(&txn, principal, id).await?;
     writable(&access)?;
     memory::Entity::delete_by_id(id).exec(&txn).await?;

@@ -27,7 +27,7 @@ where
             "a space cannot be linked to itself",
         ));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     service::load(&txn, principal, linked_id).await?;
     space_link::Entity::insert(space_link::ActiveModel {
@@ -60,7 +60,7 @@ pub async fn unlink<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     space_link::Entity::delete_many()
         .filter(space_link::Column::SpaceId.eq(space_id))

@@ -271,7 +271,7 @@ where
         return Err(AppError::forbidden("a space token cannot create spaces"));
     }
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let (owner_id, owner_kind) = owner(&txn, principal, input.owner_id).await?;
     let grants =
         sharing::resolve(&txn, principal.organization_id, input.grants.specs(), true).await?;
@@ -442,7 +442,7 @@ where
         .map(duplicate_threshold)
         .transpose()?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let current = load_for(&txn, principal, id, Permission::Owner)
         .await?
         .space;
@@ -581,7 +581,7 @@ pub async fn delete<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let space = load_for(&txn, principal, id, Permission::Owner)
         .await?
         .space;
@@ -609,7 +609,7 @@ pub async fn restore<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let space = load_for(&txn, principal, id, Permission::Owner)
         .await?
         .space;
@@ -640,7 +640,7 @@ pub async fn purge<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let space = load_for(&txn, principal, id, Permission::Owner)
         .await?
         .space;

@@ -324,7 +324,7 @@ pub async fn share<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let grants = resolve(&txn, access.space.organization_id, specs, true).await?;
     upsert(&txn, space_id, &grants).await?;
@@ -347,7 +347,7 @@ pub async fn unshare<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let org = access.space.organization_id;
     for spec in specs {
@@ -420,7 +420,7 @@ pub async fn assign_agent<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     if let Some(id) = agent_id {
         let found = agent::Entity::find_by_id(id)

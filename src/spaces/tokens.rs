@@ -37,7 +37,7 @@ where
     let name = name
         .map(|n| validate::text("name", &n, 1, 255))
         .transpose()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let key = keys::generate_with(keys::SPACE_TOKEN_PREFIX);
     let secret = key.secret.clone();
@@ -80,7 +80,7 @@ pub async fn revoke<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let token = space_token::Entity::find_by_id(id)
         .one(&txn)
         .await?

@@ -139,7 +139,7 @@ where
     }
     let name = name(&input.name)?;
     let description = description(input.description.as_deref().unwrap_or(""))?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let at = now();
     let ws = workspace::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -181,7 +181,7 @@ where
 {
     let new_name = patch.name.as_deref().map(name).transpose()?;
     let new_description = patch.description.as_deref().map(description).transpose()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let (ws, _) = load_for(&txn, principal, id, WorkspaceRole::Admin).await?;
     let mut active: workspace::ActiveModel = ws.clone().into();
     let mut changed = false;
@@ -233,7 +233,7 @@ pub async fn delete<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let (ws, _) = load_for(&txn, principal, id, WorkspaceRole::Owner).await?;
     let live = space::Entity::find()
         .filter(space::Column::WorkspaceId.eq(id))
@@ -431,7 +431,7 @@ pub async fn add_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let (ws, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     may_touch(actor, None, Some(role))?;
     let found = user::Entity::find_by_id(user_id)
@@ -475,7 +475,7 @@ pub async fn update_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
@@ -511,7 +511,7 @@ pub async fn remove_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
@@ -611,7 +611,7 @@ pub async fn move_space<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let current = spaces::load_for(&txn, principal, space_id, Permission::Owner).await?;
     if let Some(w) = workspace_id {
         let (ws, _) = load_for(&txn, principal, w, WorkspaceRole::Admin).await?;
