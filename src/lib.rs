@@ -20,6 +20,7 @@ pub mod schema;
 pub mod search;
 pub mod server;
 pub mod spaces;
+pub mod transfer;
 pub mod validate;
 pub mod workspaces;
 

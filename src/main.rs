@@ -22,6 +22,10 @@ enum Command {
     /// Administration from the shell (works while a server runs on the same database).
     #[command(subcommand)]
     Admin(Admin),
+    /// Export a space's memories as JSONL from a running server.
+    Export(memspace::transfer::ExportArgs),
+    /// Import JSONL into a space of a running server (resumable; re-run to finish).
+    Import(memspace::transfer::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -55,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => Db::connect(&args.database_url, 1).await?.migrate().await,
+        Command::Export(args) => memspace::transfer::export(args).await,
+        Command::Import(args) => memspace::transfer::import(args).await,
         Command::ExportSchema => {
             print!("{}", memspace::schema::sdl());
             Ok(())

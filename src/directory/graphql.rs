@@ -269,6 +269,16 @@ impl DirectoryQuery {
         }
         Ok(Viewer)
     }
+
+    /// The agents of the caller's organization, by handle (`handle` picks one).
+    async fn agents(&self, ctx: &Context<'_>, handle: Option<String>) -> Result<Vec<Agent>> {
+        let p = ctx.principal()?;
+        Ok(service::agents(&ctx.db().read, p, handle.as_deref())
+            .await?
+            .into_iter()
+            .map(Agent)
+            .collect())
+    }
 }
 
 /// A new user of the caller's organization.

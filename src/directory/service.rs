@@ -461,3 +461,20 @@ pub async fn department_ids_of_user(
         .map(|r| r.department_id)
         .collect())
 }
+
+/// Agents of the principal's organization (optionally one handle), by handle. Space tokens see
+/// none: their space is their whole world.
+pub async fn agents(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    handle: Option<&str>,
+) -> AppResult<Vec<agent::Model>> {
+    if principal.token.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut q = agent::Entity::find().filter(agent::Column::OrganizationId.eq(principal.organization_id));
+    if let Some(h) = handle {
+        q = q.filter(agent::Column::Handle.eq(h));
+    }
+    Ok(q.order_by_asc(agent::Column::Handle).all(db).await?)
+}

@@ -2,7 +2,7 @@
 //! keyword and semantic rankings, fusion, filters, and the side effects of a recall.
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, IntoIden, LockType, Order, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -239,19 +239,53 @@ pub async fn search(
         });
     }
 
-    // A recall: counters, activity, and the audit trail of cross-tenant reads.
+    // A recall: counters, activity, and the audit trail of cross-tenant reads. Concurrent
+    // searches hit overlapping rows, so rows are locked in id order (PostgreSQL), which rules
+    // out deadlocks; activity is only written when it is more than a second old, which keeps a
+    // popular space's row from becoming a queue.
+    let postgres = db.write.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let ordered = |table: sea_orm::sea_query::DynIden, id: sea_orm::sea_query::DynIden, ids: Vec<Uuid>| {
+        let mut q = Query::select()
+            .column(id.clone())
+            .from(table)
+            .and_where(Expr::col(id.clone()).is_in(ids))
+            .order_by(id, Order::Asc)
+            .to_owned();
+        if postgres {
+            q.lock(LockType::Update);
+        }
+        q
+    };
+    let mut sorted_ids = hit_ids.clone();
+    sorted_ids.sort();
     memory::Entity::update_many()
         .col_expr(
             memory::Column::RecallCount,
             Expr::col(memory::Column::RecallCount).add(1),
         )
-        .filter(memory::Column::Id.is_in(hit_ids))
+        .filter(memory::Column::Id.in_subquery(ordered(
+            memory::Entity.into_iden(),
+            memory::Column::Id.into_iden(),
+            sorted_ids,
+        )))
         .exec(&db.write)
         .await?;
     let hit_spaces: HashSet<Uuid> = hits.iter().map(|h| h.memory.space_id).collect();
+    let mut space_ids: Vec<Uuid> = hit_spaces.iter().copied().collect();
+    space_ids.sort();
+    let at = crate::now();
     space::Entity::update_many()
-        .col_expr(space::Column::LastActivityAt, Expr::value(crate::now()))
-        .filter(space::Column::Id.is_in(hit_spaces.iter().copied()))
+        .col_expr(space::Column::LastActivityAt, Expr::value(at))
+        .filter(space::Column::Id.in_subquery(ordered(
+            space::Entity.into_iden(),
+            space::Column::Id.into_iden(),
+            space_ids,
+        )))
+        .filter(
+            sea_orm::sea_query::Condition::any()
+                .add(space::Column::LastActivityAt.is_null())
+                .add(space::Column::LastActivityAt.lt(at - chrono::Duration::seconds(1))),
+        )
         .exec(&db.write)
         .await?;
     let searched: Vec<&space::Model> = spaces

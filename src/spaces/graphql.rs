@@ -298,7 +298,8 @@ impl Space {
     async fn viewer_permission(&self) -> Permission {
         self.permission
     }
-    /// When a memory was last written or searched in this space.
+    /// When a memory was last written or searched in this space (searches record it at most
+    /// once a second).
     async fn last_activity_at(&self) -> Option<DateTime<Utc>> {
         self.model.last_activity_at
     }
