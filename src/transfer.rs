@@ -18,7 +18,11 @@ use serde_json::{json, Map, Value};
 #[derive(Clone, Debug, clap::Args)]
 pub struct Remote {
     /// GraphQL endpoint of the server.
-    #[arg(long, env = "MEMSPACE_URL", default_value = "http://127.0.0.1:8080/graphql")]
+    #[arg(
+        long,
+        env = "MEMSPACE_URL",
+        default_value = "http://127.0.0.1:8080/graphql"
+    )]
     pub url: String,
     /// API key (or space token) to act with.
     #[arg(long, env = "MEMSPACE_KEY", hide_env_values = true)]
@@ -69,7 +73,11 @@ impl Client {
     }
 
     /// Runs an operation; GraphQL errors come back as the `errors` array.
-    async fn run(&self, query: &str, variables: Value) -> anyhow::Result<Result<Value, Vec<Value>>> {
+    async fn run(
+        &self,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Result<Value, Vec<Value>>> {
         let resp = self
             .http
             .post(&self.remote.url)
@@ -90,7 +98,9 @@ impl Client {
     }
 
     async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
-        self.run(query, variables).await?.map_err(|errors| anyhow!(describe(&errors)))
+        self.run(query, variables)
+            .await?
+            .map_err(|errors| anyhow!(describe(&errors)))
     }
 }
 
@@ -115,7 +125,8 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let client = Client::new(args.remote)?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -207,13 +218,18 @@ fn to_input(line: &str, agents: &HashMap<String, String>) -> Result<Map<String, 
             Some(id) => {
                 input.insert("agentId".into(), json!(id));
             }
-            None => return Err(format!("agent: no agent with handle {handle:?} in this organization")),
+            None => {
+                return Err(format!(
+                    "agent: no agent with handle {handle:?} in this organization"
+                ))
+            }
         }
     }
     Ok(input)
 }
 
-const CREATE: &str = "mutation($s: ID!, $i: [MemoryInput!]!) { createMemories(spaceId: $s, inputs: $i) { id } }";
+const CREATE: &str =
+    "mutation($s: ID!, $i: [MemoryInput!]!) { createMemories(spaceId: $s, inputs: $i) { id } }";
 
 /// Imports a JSONL file in batches, resumably, with progress.
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
@@ -223,7 +239,10 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let client = Client::new(args.remote.clone())?;
     // The space must exist and be writable; fail fast with the server's words.
     client
-        .data("query($s: ID!) { space(id: $s) { id viewerPermission } }", json!({ "s": args.space }))
+        .data(
+            "query($s: ID!) { space(id: $s) { id viewerPermission } }",
+            json!({ "s": args.space }),
+        )
         .await
         .context("cannot open the space")?;
     let agents: HashMap<String, String> = client
@@ -233,7 +252,12 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(|a| Some((a["handle"].as_str()?.to_string(), a["id"].as_str()?.to_string())))
+                .filter_map(|a| {
+                    Some((
+                        a["handle"].as_str()?.to_string(),
+                        a["id"].as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -244,7 +268,8 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         .count() as u64;
     let progress = Progress::new(total_lines);
     let reader = BufReader::new(
-        std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?,
+        std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?,
     );
     let mut batch: Vec<(usize, Map<String, Value>)> = Vec::with_capacity(args.batch_size);
     let mut skipped: Vec<(usize, String)> = Vec::new();
@@ -286,7 +311,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         } else {
             format!(
                 ": lines {}",
-                skipped.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>().join(", ")
+                skipped
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -305,8 +334,14 @@ async fn send(
         if batch.is_empty() {
             return Ok(0);
         }
-        let inputs: Vec<Value> = batch.iter().map(|(_, i)| Value::Object(i.clone())).collect();
-        match client.run(CREATE, json!({ "s": args.space, "i": inputs })).await? {
+        let inputs: Vec<Value> = batch
+            .iter()
+            .map(|(_, i)| Value::Object(i.clone()))
+            .collect();
+        match client
+            .run(CREATE, json!({ "s": args.space, "i": inputs }))
+            .await?
+        {
             Ok(_) => {
                 let n = batch.len() as u64;
                 progress.inc(n);
@@ -326,7 +361,9 @@ async fn send(
                 let rule = describe(&errors);
                 if !args.skip_invalid {
                     progress.finish();
-                    bail!("line {number}: {rule}; stopped before its batch (nothing of it written)");
+                    bail!(
+                        "line {number}: {rule}; stopped before its batch (nothing of it written)"
+                    );
                 }
                 eprintln!("skipping line {number}: {rule}");
                 skipped.push((number, rule));

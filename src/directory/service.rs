@@ -472,7 +472,8 @@ pub async fn agents(
     if principal.token.is_some() {
         return Ok(Vec::new());
     }
-    let mut q = agent::Entity::find().filter(agent::Column::OrganizationId.eq(principal.organization_id));
+    let mut q =
+        agent::Entity::find().filter(agent::Column::OrganizationId.eq(principal.organization_id));
     if let Some(h) = handle {
         q = q.filter(agent::Column::Handle.eq(h));
     }

@@ -411,7 +411,7 @@ pub async fn create_many(
     for (i, (v, chunks)) in valid.into_iter().zip(embedded).enumerate() {
         if let Some(e) = &v.external_id {
             if let Some(existing) = by_external.get(e) {
-                results.push(Slot::Existing(existing.clone()));
+                results.push(Slot::Existing(Box::new(existing.clone())));
                 continue;
             }
             if let Some(pos) = rows.iter().position(|r| r.external_id.as_ref() == Some(e)) {
@@ -478,7 +478,7 @@ pub async fn create_many(
                     Dup::Stored(m) => {
                         &mut touched
                             .entry(m.id)
-                            .or_insert_with(|| (m.clone(), Vec::new()))
+                            .or_insert_with(|| ((**m).clone(), Vec::new()))
                             .0
                     }
                 };
@@ -511,7 +511,7 @@ pub async fn create_many(
                     Dup::Stored(m) => {
                         let entry = touched
                             .entry(m.id)
-                            .or_insert_with(|| (m.clone(), Vec::new()));
+                            .or_insert_with(|| ((**m).clone(), Vec::new()));
                         entry.0.superseded_by = Some(row.id);
                         entry.0.version += 1;
                         entry.0.updated_at = at;
@@ -609,7 +609,7 @@ pub async fn create_many(
         .into_iter()
         .map(|slot| match slot {
             Slot::New(pos) => rows[pos].clone(),
-            Slot::Existing(m) => m,
+            Slot::Existing(m) => *m,
             Slot::Touched(id) => touched
                 .get(&id)
                 .map(|(m, _)| m.clone())
@@ -621,14 +621,14 @@ pub async fn create_many(
 /// Where an item of a batch ended up.
 enum Slot {
     New(usize),
-    Existing(memory::Model),
+    Existing(Box<memory::Model>),
     Touched(Uuid),
 }
 
 /// A duplicate found for a new memory: an earlier item of the same batch, or a stored memory.
 enum Dup {
     Batch(usize),
-    Stored(memory::Model),
+    Stored(Box<memory::Model>),
 }
 
 impl Dup {
@@ -668,12 +668,12 @@ async fn find_duplicate(
             .unwrap_or(m.superseded_by.is_none())
     };
     if let Some(m) = by_hash.get(hash).filter(|m| not_superseded(m)) {
-        return Ok(Some(Dup::Stored(
+        return Ok(Some(Dup::Stored(Box::new(
             touched
                 .get(&m.id)
                 .map(|(t, _)| t.clone())
                 .unwrap_or_else(|| m.clone()),
-        )));
+        ))));
     }
     if first_vector.is_empty() || first_vector.iter().all(|x| *x == 0.0) {
         return Ok(None);
@@ -708,7 +708,7 @@ async fn find_duplicate(
                 .get(&m.id)
                 .map(|(t, _)| t.clone())
                 .unwrap_or_else(|| m.clone());
-            return Ok(Some(Dup::Stored(current)));
+            return Ok(Some(Dup::Stored(Box::new(current))));
         }
     }
     Ok(None)

@@ -244,18 +244,19 @@ pub async fn search(
     // out deadlocks; activity is only written when it is more than a second old, which keeps a
     // popular space's row from becoming a queue.
     let postgres = db.write.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
-    let ordered = |table: sea_orm::sea_query::DynIden, id: sea_orm::sea_query::DynIden, ids: Vec<Uuid>| {
-        let mut q = Query::select()
-            .column(id.clone())
-            .from(table)
-            .and_where(Expr::col(id.clone()).is_in(ids))
-            .order_by(id, Order::Asc)
-            .to_owned();
-        if postgres {
-            q.lock(LockType::Update);
-        }
-        q
-    };
+    let ordered =
+        |table: sea_orm::sea_query::DynIden, id: sea_orm::sea_query::DynIden, ids: Vec<Uuid>| {
+            let mut q = Query::select()
+                .column(id.clone())
+                .from(table)
+                .and_where(Expr::col(id.clone()).is_in(ids))
+                .order_by(id, Order::Asc)
+                .to_owned();
+            if postgres {
+                q.lock(LockType::Update);
+            }
+            q
+        };
     let mut sorted_ids = hit_ids.clone();
     sorted_ids.sort();
     memory::Entity::update_many()

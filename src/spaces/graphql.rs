@@ -670,7 +670,12 @@ pub async fn list_spaces(
         SpaceOrderField::CreatedAt => OrderField::CreatedAt,
         SpaceOrderField::Name => OrderField::Name,
     };
+    let node = ctx.look_ahead().field("edges").field("node");
+    let with_grants = ["viewerPermission", "grants", "tokens"]
+        .iter()
+        .any(|f| node.field(f).exists());
     let query = ListQuery {
+        with_grants,
         first,
         after,
         filter: ListFilter {

@@ -102,6 +102,9 @@ pub struct ListQuery {
     pub filter: ListFilter,
     pub order: OrderField,
     pub descending: bool,
+    /// Load each space's grants (needed for the caller's permission and the grant list; a
+    /// page that asks for neither skips the query).
+    pub with_grants: bool,
 }
 
 /// A page of spaces plus the condition that selected them (for `totalCount`).
@@ -805,7 +808,7 @@ pub async fn list(db: &Db, principal: &Principal, query: ListQuery) -> AppResult
     let ids: Vec<Uuid> = page.items.iter().map(|s| s.id).collect();
     let mut grants: std::collections::HashMap<Uuid, Vec<space_grant::Model>> =
         std::collections::HashMap::new();
-    if !ids.is_empty() {
+    if query.with_grants && !ids.is_empty() {
         for g in space_grant::Entity::find()
             .filter(space_grant::Column::SpaceId.is_in(ids))
             .order_by_asc(space_grant::Column::CreatedAt)
