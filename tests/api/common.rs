@@ -138,7 +138,10 @@ impl TestApp {
                 json!({"u": user_id}),
             )
             .await;
-        r.data()["createApiKey"]["key"].as_str().unwrap().to_string()
+        r.data()["createApiKey"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Creates another organization (as the CLI does) and returns its admin key.
@@ -393,7 +396,13 @@ impl TestApp {
     }
 
     /// Like `create_memory_as`, panicking on errors; returns the memory id.
-    pub async fn memory_as(&self, key: &str, space_id: &str, content: &str, extra: Value) -> String {
+    pub async fn memory_as(
+        &self,
+        key: &str,
+        space_id: &str,
+        content: &str,
+        extra: Value,
+    ) -> String {
         let r = self.create_memory_as(key, space_id, content, extra).await;
         r.data()["createMemory"]["id"].as_str().unwrap().to_string()
     }
