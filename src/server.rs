@@ -309,6 +309,30 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     })
 }
 
+/// The path (`variables.input.content`, `variables.inputs[3].tags[0]`) of the first string
+/// holding a NUL character, if any.
+fn nul_path(vars: &async_graphql::Variables) -> Option<String> {
+    fn walk(v: &async_graphql::Value, path: String) -> Option<String> {
+        match v {
+            async_graphql::Value::String(s) if s.contains('\0') => Some(path),
+            async_graphql::Value::List(l) => l
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{path}[{i}]"))),
+            async_graphql::Value::Object(o) => o.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    Some(path.clone())
+                } else {
+                    walk(v, format!("{path}.{k}"))
+                }
+            }),
+            _ => None,
+        }
+    }
+    vars.iter()
+        .find_map(|(k, v)| walk(v, format!("variables.{k}")))
+}
+
 /// The name of a document's leading operation (`query Viewer { … }` → `Viewer`), for logs
 /// and metrics when the request carries no `operationName`.
 fn operation_name_of(query: &str) -> Option<String> {
@@ -421,6 +445,28 @@ async fn run(
             );
             return (resp, "RATE_LIMITED".into());
         }
+    }
+    // PostgreSQL cannot store NUL characters; refuse them up front, on every backend alike.
+    let nul_at = if request.query.contains('\0') {
+        Some("query".to_string())
+    } else {
+        nul_path(&request.variables)
+    };
+    if let Some(field) = nul_at {
+        let r = Reject::new(
+            StatusCode::OK,
+            "VALIDATION_ERROR",
+            format!("{field}: text must not contain NUL characters"),
+        );
+        return (
+            error_response(
+                headers,
+                r,
+                trace_id,
+                Some(("field", serde_json::json!(field))),
+            ),
+            "VALIDATION_ERROR".into(),
+        );
     }
     if let Err(too) = limits::check(
         &request.query,

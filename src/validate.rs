@@ -1,8 +1,20 @@
 //! Small validation rules shared by the slices. Each returns VALIDATION_ERROR naming the field.
 use crate::error::{AppError, AppResult};
 
+/// Rejects text holding a NUL character: PostgreSQL cannot store it, and no client means it.
+pub fn no_nul(field: &str, value: &str) -> AppResult<()> {
+    if value.contains('\0') {
+        return Err(AppError::validation(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Trims `value` and checks its length in characters.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> AppResult<String> {
+    no_nul(field, value)?;
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len < min {
@@ -71,6 +83,13 @@ mod tests {
             text("name", "äöü", 1, 3).is_ok(),
             "length counts characters, not bytes"
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let err = text("name", "a\0b", 1, 10).unwrap_err();
+        assert_eq!(err.code(), "VALIDATION_ERROR");
+        assert!(err.message().starts_with("name:"));
     }
 
     #[test]

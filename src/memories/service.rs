@@ -72,6 +72,7 @@ struct Valid {
 }
 
 fn content(value: &str) -> AppResult<String> {
+    validate::no_nul("content", value)?;
     let len = value.chars().count();
     if value.trim().is_empty() {
         return Err(AppError::validation("content", "must not be blank"));
@@ -107,6 +108,13 @@ fn metadata(value: Option<serde_json::Value>) -> AppResult<Option<String>> {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v @ serde_json::Value::Object(_)) => {
             let text = v.to_string();
+            // Serialised JSON escapes NUL as \u0000, which PostgreSQL's text cannot hold either.
+            if text.contains("\\u0000") {
+                return Err(AppError::validation(
+                    "metadata",
+                    "must not contain NUL characters",
+                ));
+            }
             if text.len() > MAX_METADATA_BYTES {
                 return Err(AppError::validation(
                     "metadata",
@@ -993,6 +1001,7 @@ pub fn filter_condition(filter: &MemoryFilter) -> AppResult<Condition> {
         cond = cond.add(memory::Column::AgentId.eq(a));
     }
     if let Some(t) = &filter.thread_id {
+        validate::no_nul("filter.threadId", t)?;
         cond = cond.add(memory::Column::ThreadId.eq(t.clone()));
     }
     if let Some(t) = filter.created_after {

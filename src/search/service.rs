@@ -108,6 +108,7 @@ pub async fn search(
     principal: &Principal,
     req: SearchRequest,
 ) -> AppResult<Vec<Hit>> {
+    crate::validate::no_nul("query", &req.query)?;
     let query = req.query.trim().to_string();
     if query.is_empty() {
         return Err(AppError::validation("query", "must not be blank"));

@@ -121,6 +121,7 @@ fn description(value: Option<String>) -> AppResult<Option<String>> {
     match value {
         None => Ok(None),
         Some(d) => {
+            validate::no_nul("description", &d)?;
             let len = d.chars().count();
             if len > 500 {
                 return Err(AppError::validation(
@@ -665,6 +666,7 @@ fn filter_condition(
         cond = cond.add(space::Column::DeletedAt.is_null());
     }
     if let Some(glob) = &filter.name_glob {
+        validate::no_nul("filter.name", glob)?;
         if glob.chars().count() > 255 {
             return Err(AppError::validation(
                 "filter.name",

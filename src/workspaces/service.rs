@@ -70,6 +70,7 @@ fn name(v: &str) -> AppResult<String> {
 }
 
 fn description(v: &str) -> AppResult<String> {
+    validate::no_nul("description", v)?;
     let len = v.chars().count();
     if len > 2000 {
         return Err(AppError::validation(
@@ -318,6 +319,7 @@ pub async fn list(
     let limit = page_size(first);
     let mut cond = Condition::all().add(visible(principal));
     if let Some(g) = name_glob {
+        validate::no_nul("filter.nameGlob", g)?;
         cond = cond.add(crate::glob::condition(
             db.get_database_backend(),
             workspace::Column::Name,
