@@ -33,7 +33,10 @@ pub enum AppError {
     SubscriberLagged(u64),
     /// The write duplicates an existing memory and the policy is REJECT.
     Duplicate {
-        existing_id: uuid::Uuid,
+        /// The stored memory it duplicates (None when it duplicates an earlier batch item).
+        existing_id: Option<uuid::Uuid>,
+        /// The earlier item of the same batch it duplicates.
+        duplicate_of_index: Option<usize>,
         index: Option<usize>,
     },
     /// `expectedVersion` is stale: someone changed the memory since it was read.
@@ -75,10 +78,21 @@ impl AppError {
                 "this subscriber fell {n} events behind and was disconnected; resubscribe and \
                  re-read the space"
             ),
-            AppError::Duplicate { existing_id, index } => match index {
-                Some(i) => format!("item {i}: duplicates memory {existing_id}"),
-                None => format!("this memory duplicates memory {existing_id}"),
-            },
+            AppError::Duplicate {
+                existing_id,
+                duplicate_of_index,
+                index,
+            } => {
+                let what = match (existing_id, duplicate_of_index) {
+                    (Some(id), _) => format!("memory {id}"),
+                    (None, Some(i)) => format!("item {i} of this batch"),
+                    (None, None) => "an existing memory".to_string(),
+                };
+                match index {
+                    Some(i) => format!("item {i}: duplicates {what}"),
+                    None => format!("this memory duplicates {what}"),
+                }
+            }
             AppError::Conflict { current_version } => format!(
                 "the memory changed since you read it (now at version {current_version}); \
                  re-read it and retry"
@@ -150,8 +164,17 @@ impl From<AppError> for async_graphql::Error {
                     }
                 }
                 AppError::InvalidArgument { field, .. } => ext.set("field", field.as_str()),
-                AppError::Duplicate { existing_id, index } => {
-                    ext.set("existingId", existing_id.to_string());
+                AppError::Duplicate {
+                    existing_id,
+                    duplicate_of_index,
+                    index,
+                } => {
+                    if let Some(id) = existing_id {
+                        ext.set("existingId", id.to_string());
+                    }
+                    if let Some(i) = duplicate_of_index {
+                        ext.set("duplicateOfIndex", *i as i64);
+                    }
                     if let Some(i) = index {
                         ext.set("index", *i as i64);
                     }

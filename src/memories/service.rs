@@ -475,10 +475,21 @@ pub async fn create_many(
         };
         match (policy, duplicate) {
             (DuplicatePolicy::Reject, Some(dup)) => {
+                // Item positions map to batch rows only for items that became rows.
+                let of_index = match &dup {
+                    Dup::Batch(pos) => results
+                        .iter()
+                        .position(|r| matches!(r, Slot::New(p) if p == pos)),
+                    Dup::Stored(_) => None,
+                };
                 return Err(AppError::Duplicate {
-                    existing_id: dup.id(&rows),
+                    existing_id: match &dup {
+                        Dup::Stored(m) => Some(m.id),
+                        Dup::Batch(_) => None,
+                    },
+                    duplicate_of_index: of_index,
                     index: batch.then_some(i),
-                })
+                });
             }
             (DuplicatePolicy::Merge, Some(dup)) => {
                 let target: &mut memory::Model = match &dup {
