@@ -64,6 +64,8 @@ struct Inner {
     /// PostgreSQL only: whether the LISTEN connection is up (caches are only trusted then).
     listening: AtomicBool,
     auth: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Bumped by every flush: a principal loaded before a flush is not cached after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ impl Bus {
             origin: Uuid::now_v7(),
             listening: AtomicBool::new(false),
             auth: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -120,6 +123,11 @@ impl Bus {
     /// delivers them, to this replica as to every other.
     pub fn committed(&self, messages: Vec<BusMessage>) {
         if self.0.postgres {
+            // This replica's own caches must not wait for the notification's round trip: the
+            // writer's next request may already depend on the change.
+            if messages.iter().any(|m| matches!(m, BusMessage::Access { .. })) {
+                self.flush_caches();
+            }
             return;
         }
         for m in messages {
@@ -150,11 +158,14 @@ impl Bus {
     }
 
     pub fn flush_caches(&self) {
-        self.0
-            .auth
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut cache = self.0.auth.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
+    }
+
+    /// The cache generation; pass it back to [`Bus::cache_principal`].
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::SeqCst)
     }
 
     pub fn set_listening(&self, up: bool) {
@@ -181,11 +192,16 @@ impl Bus {
             .map(|(p, _)| p.clone())
     }
 
-    pub fn cache_principal(&self, key_hash: String, principal: Principal) {
+    /// Caches a principal loaded when the cache was at `generation`; if access changed since
+    /// (a flush happened while it was loading), it may be stale and is not cached.
+    pub fn cache_principal(&self, key_hash: String, principal: Principal, generation: u64) {
         if !self.ready() {
             return;
         }
         let mut cache = self.0.auth.lock().unwrap_or_else(|e| e.into_inner());
+        if self.0.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if cache.len() >= AUTH_CACHE_MAX {
             cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
             if cache.len() >= AUTH_CACHE_MAX {

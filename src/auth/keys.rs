@@ -103,10 +103,11 @@ pub async fn authenticate_cached(
             return Ok(p);
         }
     }
+    let generation = bus.generation();
     let p = authenticate(db, secret).await?;
     // Space tokens can expire at any moment: never cached.
     if p.token.is_none() {
-        bus.cache_principal(key, p.clone());
+        bus.cache_principal(key, p.clone(), generation);
     }
     Ok(p)
 }
