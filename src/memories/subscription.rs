@@ -260,7 +260,6 @@ pub async fn serve(
     };
     let outgoing = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
         .on_connection_init(on_init)
-        .keepalive_timeout(Some(Duration::from_secs(30)))
         .map(|msg| match msg {
             WsMessage::Text(text) => Message::Text(text.into()),
             WsMessage::Close(code, reason) => {
