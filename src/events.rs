@@ -125,7 +125,10 @@ impl Bus {
         if self.0.postgres {
             // This replica's own caches must not wait for the notification's round trip: the
             // writer's next request may already depend on the change.
-            if messages.iter().any(|m| matches!(m, BusMessage::Access { .. })) {
+            if messages
+                .iter()
+                .any(|m| matches!(m, BusMessage::Access { .. }))
+            {
                 self.flush_caches();
             }
             return;
