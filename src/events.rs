@@ -57,8 +57,16 @@ pub enum BusMessage {
     Resync,
 }
 
+/// A message as delivered in-process, with a slot for what subscribers load because of it:
+/// the first subscriber that needs the written memory loads it, the others share the result,
+/// so one write costs one read however many subscribers watch the space.
+pub struct Delivered {
+    pub message: BusMessage,
+    pub loaded: tokio::sync::OnceCell<Option<entity::memory::Model>>,
+}
+
 struct Inner {
-    tx: broadcast::Sender<Arc<BusMessage>>,
+    tx: broadcast::Sender<Arc<Delivered>>,
     postgres: bool,
     origin: Uuid,
     /// PostgreSQL only: whether the LISTEN connection is up (caches are only trusted then).
@@ -92,7 +100,7 @@ impl Bus {
         self.0.postgres
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivered>> {
         self.0.tx.subscribe()
     }
 
@@ -143,7 +151,10 @@ impl Bus {
         if matches!(m, BusMessage::Access { .. } | BusMessage::Resync) {
             self.flush_caches();
         }
-        let _ = self.0.tx.send(Arc::new(m));
+        let _ = self.0.tx.send(Arc::new(Delivered {
+            message: m,
+            loaded: tokio::sync::OnceCell::new(),
+        }));
     }
 
     /// Stages an access-changed message in `txn`; pass the result to [`Bus::committed`] after

@@ -79,7 +79,7 @@ fn spawn_index_invalidation(bus: events::Bus, index: Arc<search::vector_index::V
         loop {
             match rx.recv().await {
                 Ok(m) => {
-                    if matches!(m.as_ref(), events::BusMessage::Resync) {
+                    if matches!(&m.message, events::BusMessage::Resync) {
                         index.forget_all();
                     }
                     if let events::BusMessage::Memory {
@@ -88,7 +88,7 @@ fn spawn_index_invalidation(bus: events::Bus, index: Arc<search::vector_index::V
                         space_id,
                         origin,
                         ..
-                    } = m.as_ref()
+                    } = &m.message
                     {
                         if *origin != bus.origin() {
                             index.remove(*space_id, &[*memory_id]).await;

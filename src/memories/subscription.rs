@@ -82,7 +82,7 @@ struct Watch {
     db: Db,
     secret: String,
     space_id: Uuid,
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<BusMessage>>,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::events::Delivered>>,
     tick: tokio::time::Interval,
     done: bool,
 }
@@ -105,19 +105,25 @@ impl Watch {
         loop {
             tokio::select! {
                 msg = self.rx.recv() => match msg {
-                    Ok(m) => match m.as_ref() {
+                    Ok(delivered) => match &delivered.message {
                         BusMessage::Memory { kind, memory_id, space_id, actor_kind, actor_id, at, .. }
                             if *space_id == self.space_id =>
                         {
                             let memory = if *kind == MemoryEventKind::Deleted {
                                 None
                             } else {
-                                match memory::Entity::find_by_id(*memory_id)
-                                    .filter(live())
-                                    .one(&self.db.read)
-                                    .await
-                                {
-                                    Ok(m) => m,
+                                let db = &self.db;
+                                let loaded = delivered
+                                    .loaded
+                                    .get_or_try_init(|| async {
+                                        memory::Entity::find_by_id(*memory_id)
+                                            .filter(live())
+                                            .one(&db.read)
+                                            .await
+                                    })
+                                    .await;
+                                match loaded {
+                                    Ok(m) => m.clone(),
                                     Err(e) => return Some(Err(e.into())),
                                 }
                             };
