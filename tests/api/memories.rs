@@ -1360,6 +1360,7 @@ async fn seed_spaces_with_memories(
 
 /// Runs the spaces page with counts; returns (statements, edges), checking every count.
 async fn spaces_page_cost(app: &TestApp, n: usize, bytes: &HashMap<String, i64>) -> u64 {
+    app.warm(&app.admin_key).await;
     let before = app.statements();
     let r = app.gql(SPACES_WITH_STATS, json!({ "n": n })).await;
     let cost = app.statements() - before;
@@ -1400,6 +1401,7 @@ const MEMORIES_WITH_RELATIONS: &str = "query($s:ID!,$n:Int){ space(id:$s){ memor
     edges{ node{ tags author{ __typename } space{ id } } } } } }";
 
 async fn memories_page_cost(app: &TestApp, space_id: &str, n: usize) -> u64 {
+    app.warm(&app.admin_key).await;
     let before = app.statements();
     let r = app
         .gql(MEMORIES_WITH_RELATIONS, json!({ "s": space_id, "n": n }))

@@ -1060,10 +1060,12 @@ async fn a_page_of_spaces_with_owners_labels_tags_and_organization_costs_the_sam
     let owners = [admin_id, user_id, agent_id];
     seed_owned_spaces(&app, 0, 5, &owners).await;
 
+    app.warm(&app.admin_key).await;
     let before_5 = app.statements();
     let page_5 = app.gql(PAGE_WITH_RELATIONS, json!({})).await;
     let cost_5 = app.statements() - before_5;
     seed_owned_spaces(&app, 5, 35, &owners).await;
+    app.warm(&app.admin_key).await;
     let before_40 = app.statements();
     let page_40 = app.gql(PAGE_WITH_RELATIONS, json!({})).await;
     let cost_40 = app.statements() - before_40;

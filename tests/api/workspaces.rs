@@ -1411,12 +1411,14 @@ async fn a_page_of_workspaces_with_counts_costs_the_same_statements_for_3_and_10
         .into_iter()
         .collect();
 
+    app.warm(&key).await;
     let before = app.statements();
     let page_3 = app
         .gql_as(Some(&key), PAGE_WITH_COUNTS, json!({ "n": 3 }))
         .await;
     let cost_3 = app.statements() - before;
     expected.extend(seed_workspaces(&app, &key, 3, 100).await);
+    app.warm(&key).await;
     let before = app.statements();
     let page_100 = app
         .gql_as(Some(&key), PAGE_WITH_COUNTS, json!({ "n": 100 }))
