@@ -416,6 +416,8 @@ pub async fn create_many(
     let mut row_chunks: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
     // Existing (database) memories changed by MERGE or SUPERSEDE, with tags to add.
     let mut touched: HashMap<Uuid, (memory::Model, Vec<String>)> = HashMap::new();
+    // The version each touched memory had when this transaction read it.
+    let mut read_versions: HashMap<Uuid, i32> = HashMap::new();
     for (i, (v, chunks)) in valid.into_iter().zip(embedded).enumerate() {
         if let Some(e) = &v.external_id {
             if let Some(existing) = by_external.get(e) {
@@ -473,6 +475,9 @@ pub async fn create_many(
             supersedes,
             external_id: v.external_id.clone(),
         };
+        if let Some(Dup::Stored(m)) = &duplicate {
+            read_versions.entry(m.id).or_insert(m.version);
+        }
         match (policy, duplicate) {
             (DuplicatePolicy::Reject, Some(dup)) => {
                 // Item positions map to batch rows only for items that became rows.
@@ -594,7 +599,26 @@ pub async fn create_many(
     }
     let mut events: Vec<BusMessage> = Vec::new();
     for (m, extra_tags) in touched.values() {
-        memory::Entity::update(active(m.clone())).exec(&txn).await?;
+        // Guarded by the version read: a concurrent change (PostgreSQL) makes this a CONFLICT
+        // and the whole batch rolls back, instead of a lost update.
+        let read = read_versions.get(&m.id).copied().unwrap_or(m.version);
+        let updated = memory::Entity::update_many()
+            .set(active(m.clone()))
+            .filter(memory::Column::Id.eq(m.id))
+            .filter(memory::Column::Version.eq(read))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            let now_at: Option<i32> = memory::Entity::find_by_id(m.id)
+                .select_only()
+                .column(memory::Column::Version)
+                .into_tuple()
+                .one(&txn)
+                .await?;
+            return Err(AppError::Conflict {
+                current_version: now_at.unwrap_or(read),
+            });
+        }
         if !extra_tags.is_empty() {
             memory_tag::Entity::insert_many(extra_tags.iter().map(|t| memory_tag::ActiveModel {
                 memory_id: Set(m.id),
