@@ -76,6 +76,31 @@ impl<T> Page<T> {
     }
 }
 
+impl<T> Page<T> {
+    /// Turns a page into Relay edges (each with its cursor) and the matching `pageInfo`.
+    pub fn into_edges<E>(
+        self,
+        cursor: impl Fn(&T) -> String,
+        edge: impl Fn(String, T) -> E,
+    ) -> (Vec<E>, PageInfo) {
+        let mut edges = Vec::with_capacity(self.items.len());
+        let (mut start_cursor, mut end_cursor) = (None, None);
+        for item in self.items {
+            let c = cursor(&item);
+            start_cursor.get_or_insert_with(|| c.clone());
+            end_cursor = Some(c.clone());
+            edges.push(edge(c, item));
+        }
+        let info = PageInfo {
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            start_cursor,
+            end_cursor,
+        };
+        (edges, info)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +112,16 @@ mod tests {
         assert_eq!(page_size(Some(-5)), 1);
         assert_eq!(page_size(Some(7)), 7);
         assert_eq!(page_size(Some(5000)), 1000);
+    }
+
+    #[test]
+    fn edges_carry_their_cursors_and_page_info_the_ends() {
+        let page = Page::from_overfetch(vec![1, 2, 3], 2, true);
+        let (edges, info) = page.into_edges(|n| format!("c{n}"), |c, n| (c, n));
+        assert_eq!(edges, vec![("c1".to_string(), 1), ("c2".to_string(), 2)]);
+        assert_eq!(info.start_cursor.as_deref(), Some("c1"));
+        assert_eq!(info.end_cursor.as_deref(), Some("c2"));
+        assert!(info.has_next_page && info.has_previous_page);
     }
 
     #[test]

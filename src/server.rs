@@ -131,6 +131,8 @@ struct Reject {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Extensions besides `code` and `traceId`.
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Reject {
@@ -139,7 +141,13 @@ impl Reject {
             status,
             code,
             message: message.into(),
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(key.to_string(), value);
+        self
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -416,10 +424,7 @@ async fn run(
                 "INTERNAL",
                 "the server cannot check credentials right now",
             );
-            return (
-                error_response(headers, r, trace_id, None),
-                "INTERNAL".into(),
-            );
+            return (error_response(headers, r, trace_id), "INTERNAL".into());
         }
     };
     if let Some(limiter) = &state.rate_limiter {
@@ -432,13 +437,9 @@ async fn run(
                 StatusCode::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
                 format!("too many requests for this key; retry in {secs} s"),
-            );
-            let mut resp = error_response(
-                headers,
-                r,
-                trace_id,
-                Some(("retryAfter", serde_json::json!(secs))),
-            );
+            )
+            .with("retryAfter", serde_json::json!(secs));
+            let mut resp = error_response(headers, r, trace_id);
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
@@ -457,14 +458,10 @@ async fn run(
             StatusCode::OK,
             "VALIDATION_ERROR",
             format!("{field}: text must not contain NUL characters"),
-        );
+        )
+        .with("field", serde_json::json!(field));
         return (
-            error_response(
-                headers,
-                r,
-                trace_id,
-                Some(("field", serde_json::json!(field))),
-            ),
+            error_response(headers, r, trace_id),
             "VALIDATION_ERROR".into(),
         );
     }
@@ -474,12 +471,12 @@ async fn run(
         &request.variables,
         &state.limits.query,
     ) {
-        let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message());
-        let details = serde_json::json!({
-            "limit": too.limit, "measured": too.measured, "kind": too.kind
-        });
+        let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message())
+            .with("kind", serde_json::json!(too.kind))
+            .with("limit", serde_json::json!(too.limit))
+            .with("measured", serde_json::json!(too.measured));
         return (
-            error_response(headers, r, trace_id, Some(("limit", details))),
+            error_response(headers, r, trace_id),
             "QUERY_TOO_COMPLEX".into(),
         );
     }
@@ -500,7 +497,7 @@ async fn run(
                     state.limits.request_timeout.as_secs_f64()
                 ),
             );
-            return (error_response(headers, r, trace_id, None), "TIMEOUT".into());
+            return (error_response(headers, r, trace_id), "TIMEOUT".into());
         }
     };
     let mut request_error = !response.errors.is_empty();
@@ -557,10 +554,7 @@ async fn run(
                 "INTERNAL",
                 "internal error",
             );
-            return (
-                error_response(headers, r, trace_id, None),
-                "INTERNAL".into(),
-            );
+            return (error_response(headers, r, trace_id), "INTERNAL".into());
         }
     };
     let resp = (
@@ -578,7 +572,7 @@ fn unauthenticated(headers: &HeaderMap, trace_id: &str) -> Response {
         "UNAUTHENTICATED",
         AppError::Unauthenticated.message(),
     );
-    let mut resp = error_response(headers, r, trace_id, None);
+    let mut resp = error_response(headers, r, trace_id);
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
@@ -586,29 +580,13 @@ fn unauthenticated(headers: &HeaderMap, trace_id: &str) -> Response {
 
 fn reject(state: &AppState, headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
     state.metrics.observe(None, r.code, 0.0);
-    error_response(headers, r, trace_id, None)
+    error_response(headers, r, trace_id)
 }
 
-fn error_response(
-    headers: &HeaderMap,
-    r: Reject,
-    trace_id: &str,
-    extra: Option<(&str, serde_json::Value)>,
-) -> Response {
-    let mut extensions = serde_json::json!({ "code": r.code, "traceId": trace_id });
-    if let (Some((key, value)), Some(map)) = (extra, extensions.as_object_mut()) {
-        if let serde_json::Value::Object(inner) = &value {
-            if key == "limit" {
-                for (k, v) in inner {
-                    map.insert(k.clone(), v.clone());
-                }
-            } else {
-                map.insert(key.to_string(), value);
-            }
-        } else {
-            map.insert(key.to_string(), value);
-        }
-    }
+fn error_response(headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
+    let mut extensions = r.extensions;
+    extensions.insert("code".into(), r.code.into());
+    extensions.insert("traceId".into(), trace_id.into());
     let body = serde_json::json!({
         "errors": [{ "message": r.message, "extensions": extensions }]
     });

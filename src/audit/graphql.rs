@@ -113,21 +113,12 @@ impl AuditQuery {
         };
         let (page, condition) =
             service::list(&ctx.db().read, p, first, after.as_deref(), filter).await?;
-        let edges: Vec<AuditEventEdge> = page
-            .items
-            .into_iter()
-            .map(|e| AuditEventEdge {
-                cursor: service::cursor_of(&e),
-                node: AuditEvent(e),
-            })
-            .collect();
+        let (edges, page_info) = page.into_edges(service::cursor_of, |cursor, e| AuditEventEdge {
+            cursor,
+            node: AuditEvent(e),
+        });
         Ok(AuditEventConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
+            page_info,
             edges,
             condition,
         })

@@ -207,21 +207,12 @@ impl MemoryConnection {
 
 impl MemoryConnection {
     pub fn new(page: crate::pagination::Page<memory::Model>, condition: Condition) -> Self {
-        let edges: Vec<MemoryEdge> = page
-            .items
-            .into_iter()
-            .map(|m| MemoryEdge {
-                cursor: service::cursor_of(&m),
-                node: Memory(m),
-            })
-            .collect();
+        let (edges, page_info) = page.into_edges(service::cursor_of, |cursor, m| MemoryEdge {
+            cursor,
+            node: Memory(m),
+        });
         MemoryConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
+            page_info,
             edges,
             condition,
         }

@@ -648,15 +648,13 @@ pub async fn create_many(
     txn.commit().await?;
     db.bus.committed(events);
     index.upsert(space_id, version, vectors).await;
+    // Every `Touched` id was entered in `touched` when its slot was pushed.
     Ok(results
         .into_iter()
-        .map(|slot| match slot {
-            Slot::New(pos) => rows[pos].clone(),
-            Slot::Existing(m) => *m,
-            Slot::Touched(id) => touched
-                .get(&id)
-                .map(|(m, _)| m.clone())
-                .unwrap_or_else(|| rows[0].clone()),
+        .filter_map(|slot| match slot {
+            Slot::New(pos) => rows.get(pos).cloned(),
+            Slot::Existing(m) => Some(*m),
+            Slot::Touched(id) => touched.get(&id).map(|(m, _)| m.clone()),
         })
         .collect())
 }

@@ -700,21 +700,15 @@ pub async fn list_spaces(
     let page = result.page;
     let models: Vec<&space::Model> = page.items.iter().map(|a| &a.space).collect();
     prefetch_spaces(ctx, ctx.look_ahead().field("edges").field("node"), &models).await?;
-    let edges: Vec<SpaceEdge> = page
-        .items
-        .into_iter()
-        .map(|access| SpaceEdge {
-            cursor: service::cursor_of(&access.space, order_field),
+    let (edges, page_info) = page.into_edges(
+        |access| service::cursor_of(&access.space, order_field),
+        |cursor, access| SpaceEdge {
+            cursor,
             node: access.into(),
-        })
-        .collect();
-    Ok(SpaceConnection {
-        page_info: PageInfo {
-            has_next_page: page.has_next_page,
-            has_previous_page: page.has_previous_page,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
         },
+    );
+    Ok(SpaceConnection {
+        page_info,
         edges,
         condition: result.condition,
     })
@@ -810,6 +804,8 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let id = service::purge(&ctx.db().write, &ctx.db().bus, p, id).await?;
+        // Its vectors are gone from the database; drop them from this process's index too.
+        ctx.index().forget_space(id);
         Ok(ID(id.to_string()))
     }
 

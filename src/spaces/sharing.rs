@@ -148,61 +148,36 @@ pub async fn resolve(
             .collect()
     };
     let mut known: BTreeMap<SubjectKind, Vec<Uuid>> = BTreeMap::new();
-    let users = ids_of(SubjectKind::User);
-    if !users.is_empty() {
-        known.insert(
-            SubjectKind::User,
-            user::Entity::find()
+    // The ids among `ids` that are rows of `$entity` in the space's organization.
+    macro_rules! in_org {
+        ($entity:ident, $ids:expr) => {
+            $entity::Entity::find()
                 .select_only()
-                .column(user::Column::Id)
-                .filter(user::Column::Id.is_in(users))
-                .filter(user::Column::OrganizationId.eq(organization_id))
-                .into_tuple()
+                .column($entity::Column::Id)
+                .filter($entity::Column::Id.is_in($ids))
+                .filter($entity::Column::OrganizationId.eq(organization_id))
+                .into_tuple::<Uuid>()
                 .all(db)
-                .await?,
-        );
+                .await?
+        };
     }
-    let roles = ids_of(SubjectKind::Role);
-    if !roles.is_empty() {
-        known.insert(
-            SubjectKind::Role,
-            role::Entity::find()
-                .select_only()
-                .column(role::Column::Id)
-                .filter(role::Column::Id.is_in(roles))
-                .filter(role::Column::OrganizationId.eq(organization_id))
-                .into_tuple()
-                .all(db)
-                .await?,
-        );
-    }
-    let departments = ids_of(SubjectKind::Department);
-    if !departments.is_empty() {
-        known.insert(
-            SubjectKind::Department,
-            department::Entity::find()
-                .select_only()
-                .column(department::Column::Id)
-                .filter(department::Column::Id.is_in(departments))
-                .filter(department::Column::OrganizationId.eq(organization_id))
-                .into_tuple()
-                .all(db)
-                .await?,
-        );
-    }
-    let agents = ids_of(SubjectKind::Agent);
-    if !agents.is_empty() {
-        known.insert(
-            SubjectKind::Agent,
-            agent::Entity::find()
-                .select_only()
-                .column(agent::Column::Id)
-                .filter(agent::Column::Id.is_in(agents))
-                .filter(agent::Column::OrganizationId.eq(organization_id))
-                .into_tuple()
-                .all(db)
-                .await?,
-        );
+    for kind in [
+        SubjectKind::User,
+        SubjectKind::Role,
+        SubjectKind::Department,
+        SubjectKind::Agent,
+    ] {
+        let ids = ids_of(kind);
+        if ids.is_empty() {
+            continue;
+        }
+        let found = match kind {
+            SubjectKind::User => in_org!(user, ids),
+            SubjectKind::Role => in_org!(role, ids),
+            SubjectKind::Department => in_org!(department, ids),
+            _ => in_org!(agent, ids),
+        };
+        known.insert(kind, found);
     }
     let tenants = ids_of(SubjectKind::Tenant);
     if !tenants.is_empty() {

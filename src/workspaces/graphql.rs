@@ -80,21 +80,13 @@ impl Workspace {
     ) -> Result<WorkspaceMemberConnection> {
         let (page, condition) =
             service::members(&ctx.db().read, self.model.id, first, after.as_deref()).await?;
-        let edges: Vec<WorkspaceMemberEdge> = page
-            .items
-            .into_iter()
-            .map(|m| WorkspaceMemberEdge {
-                cursor: service::member_cursor(&m),
+        let (edges, page_info) =
+            page.into_edges(service::member_cursor, |cursor, m| WorkspaceMemberEdge {
+                cursor,
                 node: WorkspaceMember(m),
-            })
-            .collect();
+            });
         Ok(WorkspaceMemberConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
+            page_info,
             edges,
             condition,
         })
@@ -254,24 +246,18 @@ impl WorkspaceQuery {
                 .await
                 .map_err(loader_err)?;
         }
-        let edges: Vec<WorkspaceEdge> = page
-            .items
-            .into_iter()
-            .map(|(model, _)| WorkspaceEdge {
-                cursor: service::cursor_of(&model),
+        let (edges, page_info) = page.into_edges(
+            |(model, _)| service::cursor_of(model),
+            |cursor, (model, _)| WorkspaceEdge {
+                cursor,
                 node: Workspace {
                     viewer_role: access::workspace_role(p, model.id),
                     model,
                 },
-            })
-            .collect();
-        Ok(WorkspaceConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
+        );
+        Ok(WorkspaceConnection {
+            page_info,
             edges,
             condition,
         })
