@@ -349,6 +349,8 @@ mod tests {
             agent_id: None,
             workspace_id: None,
             vector_version: 0,
+            memory_count: 0,
+            memory_bytes: 0,
             duplicate_policy: "ALLOW".into(),
             duplicate_threshold: 0.95,
             last_activity_at: None,

@@ -51,6 +51,144 @@ pub struct ServeArgs {
     /// Seconds between sweeps that delete expired memories.
     #[arg(long, env = "MEMSPACE_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
+    #[command(flatten)]
+    pub embedders: EmbedderArgs,
+}
+
+/// Which embedders the server offers.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EmbedderArgs {
+    /// Embedder of spaces created without one (`builtin-hash-384`, `minilm-l6-v2`, or a remote
+    /// embedder's name).
+    #[arg(long, env = "MEMSPACE_DEFAULT_EMBEDDER")]
+    pub default_embedder: Option<String>,
+    /// Directory with downloaded models (`scripts/fetch-model` fills it).
+    #[arg(long, env = "MEMSPACE_MODELS_DIR", default_value = "models")]
+    pub models_dir: std::path::PathBuf,
+    /// A remote OpenAI-compatible embedder, `NAME=openai:MODEL@BASE_URL` (repeatable; the
+    /// environment variable takes a comma-separated list). Its API key is read from
+    /// `MEMSPACE_EMBEDDER_<NAME>_API_KEY`.
+    #[arg(long = "embedder", env = "MEMSPACE_EMBEDDERS", value_delimiter = ',')]
+    pub remote: Vec<String>,
+    /// Seconds before a call to a remote embedder is abandoned (then retried).
+    #[arg(long, env = "MEMSPACE_EMBEDDER_TIMEOUT_SECS", default_value_t = 30)]
+    pub embedder_timeout_secs: u64,
+    /// Retries of a remote call after a 429, a 5xx, a timeout or a lost connection.
+    #[arg(long, env = "MEMSPACE_EMBEDDER_RETRIES", default_value_t = 3)]
+    pub embedder_retries: u32,
+    /// Most texts sent in one remote call (the provider's limit; OpenAI allows 2048).
+    #[arg(long, env = "MEMSPACE_EMBEDDER_MAX_BATCH", default_value_t = 256)]
+    pub embedder_max_batch: usize,
+}
+
+/// A remote embedder, parsed from `NAME=openai:MODEL@BASE_URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEmbedder {
+    pub name: String,
+    pub model: String,
+    /// Base URL of the API (`https://api.openai.com/v1`); requests go to `BASE/embeddings`.
+    pub url: String,
+    pub api_key: Option<String>,
+}
+
+impl RemoteEmbedder {
+    /// Parses `NAME=openai:MODEL@BASE_URL`.
+    pub fn parse(spec: &str) -> Result<RemoteEmbedder, String> {
+        let usage = "expected NAME=openai:MODEL@BASE_URL, e.g. \
+                     openai-small=openai:text-embedding-3-small@https://api.openai.com/v1";
+        let (name, rest) = spec
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| format!("embedder {spec:?}: {usage}"))?;
+        let name = name.trim();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+        if !valid_name {
+            return Err(format!(
+                "embedder name {name:?}: use 1–64 of a-z, 0-9, '-', '_', '.'"
+            ));
+        }
+        let target = rest
+            .strip_prefix("openai:")
+            .ok_or_else(|| format!("embedder {name}: unknown provider; {usage}"))?;
+        let (model, url) = target
+            .split_once('@')
+            .ok_or_else(|| format!("embedder {name}: {usage}"))?;
+        if model.trim().is_empty() {
+            return Err(format!("embedder {name}: the model is empty; {usage}"));
+        }
+        let url = url.trim().trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "embedder {name}: the URL must start with http:// or https://; {usage}"
+            ));
+        }
+        Ok(RemoteEmbedder {
+            name: name.to_string(),
+            model: model.trim().to_string(),
+            url: url.to_string(),
+            api_key: None,
+        })
+    }
+
+    /// The environment variable holding this embedder's API key.
+    pub fn key_variable(name: &str) -> String {
+        let upper: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        format!("MEMSPACE_EMBEDDER_{upper}_API_KEY")
+    }
+}
+
+/// The embedder part of [`Config`].
+#[derive(Clone, Debug)]
+pub struct EmbedderConfig {
+    pub default: Option<String>,
+    /// Where `minilm-l6-v2` is looked for (`<dir>/all-MiniLM-L6-v2`); None = not offered.
+    pub models_dir: Option<std::path::PathBuf>,
+    pub remote: Vec<RemoteEmbedder>,
+    pub timeout: std::time::Duration,
+    pub retries: u32,
+    pub max_batch: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        EmbedderConfig {
+            default: None,
+            models_dir: Some("models".into()),
+            remote: Vec::new(),
+            timeout: std::time::Duration::from_secs(30),
+            retries: 3,
+            max_batch: 256,
+        }
+    }
+}
+
+impl EmbedderArgs {
+    /// The embedder configuration, with API keys read from the environment.
+    pub fn config(&self) -> Result<EmbedderConfig, String> {
+        let mut remote = Vec::new();
+        for spec in self.remote.iter().filter(|s| !s.trim().is_empty()) {
+            let mut r = RemoteEmbedder::parse(spec)?;
+            r.api_key = std::env::var(RemoteEmbedder::key_variable(&r.name))
+                .ok()
+                .filter(|k| !k.is_empty());
+            remote.push(r);
+        }
+        Ok(EmbedderConfig {
+            default: self.default_embedder.clone().filter(|d| !d.trim().is_empty()),
+            models_dir: Some(self.models_dir.clone()),
+            remote,
+            timeout: std::time::Duration::from_secs(self.embedder_timeout_secs.max(1)),
+            retries: self.embedder_retries,
+            max_batch: self.embedder_max_batch.clamp(1, 2048),
+        })
+    }
 }
 
 /// Everything the app needs to run; built from [`ServeArgs`] by the CLI and directly by tests.
@@ -65,6 +203,7 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     /// (requests per second, burst) per credential; `None` = off.
     pub rate_limit: Option<(u32, u32)>,
+    pub embedders: EmbedderConfig,
 }
 
 impl Config {
@@ -90,13 +229,16 @@ impl Config {
             query_limits: crate::limits::QueryLimits::default(),
             request_timeout: std::time::Duration::from_secs(30),
             rate_limit: None,
+            embedders: EmbedderConfig::default(),
         }
     }
 }
 
-impl From<&ServeArgs> for Config {
-    fn from(args: &ServeArgs) -> Self {
-        Config {
+impl TryFrom<&ServeArgs> for Config {
+    type Error = String;
+
+    fn try_from(args: &ServeArgs) -> Result<Self, String> {
+        Ok(Config {
             database_url: args.db.database_url.clone(),
             admin_key: args.admin_key.clone(),
             max_body_bytes: args.max_body_bytes,
@@ -115,6 +257,30 @@ impl From<&ServeArgs> for Config {
                     args.rate_limit_burst.unwrap_or(rate.saturating_mul(2)),
                 )
             }),
-        }
+            embedders: args.embedders.config()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_embedder_specs_parse_or_say_what_is_wrong() {
+        let r = RemoteEmbedder::parse("oa=openai:text-embedding-3-small@https://api.openai.com/v1/")
+            .unwrap();
+        assert_eq!(r.name, "oa");
+        assert_eq!(r.model, "text-embedding-3-small");
+        assert_eq!(r.url, "https://api.openai.com/v1");
+        assert!(RemoteEmbedder::parse("oa").unwrap_err().contains("NAME=openai:MODEL@BASE_URL"));
+        assert!(RemoteEmbedder::parse("Bad Name=openai:m@http://x").unwrap_err().contains("name"));
+        assert!(RemoteEmbedder::parse("oa=cohere:m@http://x").unwrap_err().contains("provider"));
+        assert!(RemoteEmbedder::parse("oa=openai:@http://x").unwrap_err().contains("model"));
+        assert!(RemoteEmbedder::parse("oa=openai:m@ftp://x").unwrap_err().contains("URL"));
+        assert_eq!(
+            RemoteEmbedder::key_variable("open-ai.small"),
+            "MEMSPACE_EMBEDDER_OPEN_AI_SMALL_API_KEY"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct Db {
     pub statements: Arc<AtomicU64>,
     /// Events of committed writes, and cache invalidation.
     pub bus: crate::events::Bus,
+    /// The embedders this process offers (set from the configuration by [`crate::build`]).
+    pub embedders: Arc<crate::search::embedder::Registry>,
 }
 
 impl Db {
@@ -86,6 +88,7 @@ impl Db {
             write,
             statements,
             bus,
+            embedders: Arc::new(crate::search::embedder::Registry::builtin()),
         })
     }
 

@@ -43,6 +43,11 @@ pub enum AppError {
     Conflict {
         current_version: i32,
     },
+    /// The space's embedder failed (down, timed out, wrong answer); nothing was stored.
+    EmbedderUnavailable {
+        embedder: String,
+        reason: String,
+    },
     Internal(anyhow::Error),
 }
 
@@ -59,6 +64,7 @@ impl AppError {
             AppError::SubscriberLagged(_) => "SUBSCRIBER_LAGGED",
             AppError::Duplicate { .. } => "DUPLICATE",
             AppError::Conflict { .. } => "CONFLICT",
+            AppError::EmbedderUnavailable { .. } => "EMBEDDER_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -97,6 +103,9 @@ impl AppError {
                 "the memory changed since you read it (now at version {current_version}); \
                  re-read it and retry"
             ),
+            AppError::EmbedderUnavailable { embedder, reason } => format!(
+                "embedder {embedder:?} is unavailable ({reason}); nothing was stored, retry later"
+            ),
             AppError::Internal(_) => "internal error".into(),
         }
     }
@@ -120,6 +129,17 @@ impl AppError {
         AppError::InvalidArgument {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn embedder(name: &str) -> impl FnOnce(crate::search::embedder::EmbedError) -> AppError {
+        let embedder = name.to_string();
+        move |err| {
+            tracing::warn!(embedder = %embedder, reason = %err.0, "embedder failed");
+            AppError::EmbedderUnavailable {
+                embedder,
+                reason: err.0,
+            }
         }
     }
 
@@ -181,6 +201,9 @@ impl From<AppError> for async_graphql::Error {
                 }
                 AppError::Conflict { current_version } => {
                     ext.set("currentVersion", *current_version)
+                }
+                AppError::EmbedderUnavailable { embedder, .. } => {
+                    ext.set("embedder", embedder.as_str())
                 }
                 _ => {}
             }

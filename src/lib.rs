@@ -47,7 +47,14 @@ pub struct App {
 }
 
 pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let db = Db::connect(&config.database_url, config.db_pool_size).await?;
+    let mut db = Db::connect(&config.database_url, config.db_pool_size).await?;
+    db.embedders = Arc::new(search::embedder::Registry::from_config(&config.embedders).await?);
+    for e in db.embedders.available() {
+        tracing::info!(embedder = e.name(), kind = ?e.kind(), default = e.name() == db.embedders.default_name(), "embedder available");
+    }
+    for u in db.embedders.unavailable_all() {
+        tracing::info!(embedder = %u.name, reason = %u.reason, "embedder unavailable");
+    }
     db.migrate().await?;
     let generated_admin_key = directory::service::bootstrap(&db.write, config.admin_key.as_deref())
         .await

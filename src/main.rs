@@ -91,7 +91,7 @@ async fn open(args: &DatabaseArgs) -> anyhow::Result<Db> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let app = memspace::build(&Config::from(&args)).await?;
+    let app = memspace::build(&Config::try_from(&args).map_err(anyhow::Error::msg)?).await?;
     if let Some(key) = &app.generated_admin_key {
         eprintln!("admin api key: {key}");
         eprintln!(

@@ -21,6 +21,11 @@ pub struct Model {
     pub workspace_id: Option<Uuid>,
     /// Bumped by every memory write; see `memories.index_seq`.
     pub vector_version: i64,
+    /// Memories of the space that are not superseded, expired-but-unswept ones included; kept
+    /// by every memory write in its own transaction.
+    pub memory_count: i64,
+    /// Sum of `content_bytes` over the memories `memory_count` counts.
+    pub memory_bytes: i64,
     /// ALLOW, REJECT, SUPERSEDE or MERGE.
     pub duplicate_policy: String,
     /// Cosine at or above which two memories are duplicates.

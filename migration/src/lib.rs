@@ -7,6 +7,7 @@ mod m20261127_000003_memories;
 mod m20261127_000004_workspaces;
 mod m20261127_000005_index_versions;
 mod m20261127_000006_memory_quality;
+mod m20261127_000007_space_counters;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_workspaces::Migration),
             Box::new(m20261127_000005_index_versions::Migration),
             Box::new(m20261127_000006_memory_quality::Migration),
+            Box::new(m20261127_000007_space_counters::Migration),
         ]
     }
 }

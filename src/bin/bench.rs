@@ -4,11 +4,15 @@
 //! ingests short memories through `createMemories` (batches of 1000, builtin embedder) and
 //! reports ingest memories/s, then search p50/p99 per mode at 10k and at the full size, all in
 //! one space, executed through the GraphQL schema in-process (no network in the figures).
+//!
+//! `cargo run --release --bin bench -- embed [--model-dir DIR] [--texts 2000] [--batch B]`
+//! embeds deterministic ~18-word English sentences with the in-process neural embedder
+//! (`minilm-l6-v2`, installed by `scripts/fetch-model`) and reports sentences/s.
 use std::time::{Duration, Instant};
 
 use async_graphql::{Request, Variables};
 use clap::{Parser, Subcommand};
-use memspace::{auth::keys, schema::Loaders, Config};
+use memspace::{auth::keys, schema::Loaders, search::neural, Config};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -32,6 +36,18 @@ enum Cmd {
         /// Searches per mode and size.
         #[arg(long, default_value_t = 200)]
         searches: usize,
+    },
+    /// Neural embedding throughput (minilm-l6-v2 on CPU).
+    Embed {
+        /// Model directory (default: models/all-MiniLM-L6-v2).
+        #[arg(long)]
+        model_dir: Option<std::path::PathBuf>,
+        /// Sentences to embed.
+        #[arg(long, default_value_t = 2000)]
+        texts: usize,
+        /// Texts per `embed` call (default: all in one call).
+        #[arg(long)]
+        batch: Option<usize>,
     },
 }
 
@@ -96,11 +112,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cmd::Search {
-        memories,
-        database_url,
-        searches,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Cmd::Search {
+            memories,
+            database_url,
+            searches,
+        } => search(memories, database_url, searches).await,
+        Cmd::Embed {
+            model_dir,
+            texts,
+            batch,
+        } => embed(model_dir, texts, batch),
+    }
+}
+
+async fn search(
+    memories: usize,
+    database_url: Option<String>,
+    searches: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let url =
         database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
@@ -199,6 +229,70 @@ async fn main() -> anyhow::Result<()> {
         ingested,
         ingest_time.as_secs_f64(),
         ingested as f64 / ingest_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Deterministic English-like sentences of 14 to 22 words (18 on average).
+fn english_sentences(n: usize) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "the", "a", "user", "prefers", "dark", "mode", "and", "wants", "short", "answers",
+        "meeting", "with", "team", "on", "monday", "about", "project", "deadline", "budget",
+        "review", "customer", "reported", "bug", "in", "login", "page", "after", "update",
+        "password", "reset", "email", "was", "sent", "to", "support", "ticket", "closed",
+        "yesterday", "because", "server", "restarted", "during", "deployment", "of", "new",
+        "release", "database", "migration", "failed", "for", "large", "tables", "we", "should",
+        "add", "an", "index", "on", "created", "date", "column", "she", "likes", "coffee",
+        "without", "sugar", "every", "morning", "before", "work", "he", "travels", "to",
+        "berlin", "next", "week", "for", "conference", "on", "machine", "learning", "invoice",
+        "is", "due", "end", "month", "remember", "call", "back", "client", "regarding",
+        "contract", "renewal", "is", "the", "api", "rate", "limit", "too", "low", "our",
+        "mobile", "app", "crashes", "when", "offline", "documentation", "needs", "examples",
+        "search", "results", "are", "slow", "large", "spaces", "agent", "summarised",
+        "conversation", "notes", "into", "memory", "favourite", "programming", "language",
+        "rust", "python", "garden", "needs", "watering", "twice", "weekly", "summer",
+    ];
+    let mut rng = StdRng::seed_from_u64(18);
+    (0..n)
+        .map(|_| {
+            let words = rng.gen_range(14..=22);
+            (0..words)
+                .map(|_| WORDS[rng.gen_range(0..WORDS.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn embed(
+    model_dir: Option<std::path::PathBuf>,
+    texts: usize,
+    batch: Option<usize>,
+) -> anyhow::Result<()> {
+    let dir = model_dir.unwrap_or_else(neural::default_model_dir);
+    let started = Instant::now();
+    let model = neural::MiniLm::load(&dir)?;
+    eprintln!(
+        "loaded {} from {} in {:.2}s",
+        neural::NAME,
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let sentences = english_sentences(texts);
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    model.embed(&refs[..refs.len().min(64)])?; // warm-up: first-touch allocations, thread pool
+    let batch = batch.unwrap_or(texts).max(1);
+    let started = Instant::now();
+    let mut vectors = 0;
+    for chunk in refs.chunks(batch) {
+        vectors += model.embed(chunk)?.len();
+    }
+    let spent = started.elapsed().as_secs_f64();
+    println!(
+        "embed: {vectors} sentences (~18 words) in {spent:.2}s = {:.0} sentences/s \
+         ({} threads, {batch} texts per call)",
+        vectors as f64 / spent,
+        neural::compute_threads(),
     );
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{BusMessage, MemoryEventKind};
 use crate::pagination::{page_size, Cursor, Page};
 use crate::search::chunking::chunk;
-use crate::search::embedder::{self, to_bytes};
+use crate::search::embedder::to_bytes;
 use crate::search::vector_index::VectorIndex;
 use crate::spaces::service::{self as spaces, SpaceAccess};
 use crate::{now, validate};
@@ -254,61 +254,184 @@ async fn known_agents(
         .await?)
 }
 
-/// Chunks and embeds texts on the blocking pool (CPU work never stalls the async runtime).
+/// Chunks texts and embeds every chunk of the batch in one call to the space's embedder
+/// (outside any transaction: a slow embedder never holds a lock). A failing embedder fails the
+/// write with EMBEDDER_UNAVAILABLE before anything is stored.
 async fn embed_chunks(
+    db: &Db,
     space: &space::Model,
     contents: Vec<String>,
 ) -> AppResult<Vec<Vec<(String, Vec<f32>)>>> {
-    let embedder = embedder::registry().get(&space.embedder).ok_or_else(|| {
-        AppError::Internal(anyhow::anyhow!(
-            "embedder {} is not available",
-            space.embedder
-        ))
-    })?;
     let size = space.chunk_size.max(1) as usize;
     let overlap = space.chunk_overlap.max(0) as usize;
-    tokio::task::spawn_blocking(move || {
-        contents
-            .iter()
-            .map(|c| {
-                let mut pieces = chunk(c, size, overlap);
-                if pieces.is_empty() {
-                    pieces.push(c.trim().to_string());
-                }
-                let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-                let vectors = embedder.embed(&refs);
-                pieces.into_iter().zip(vectors).collect()
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("embedding task failed: {e}")))
+    let pieces: Vec<Vec<String>> = contents
+        .iter()
+        .map(|c| {
+            let mut pieces = chunk(c, size, overlap);
+            if pieces.is_empty() {
+                pieces.push(c.trim().to_string());
+            }
+            pieces
+        })
+        .collect();
+    let flat: Vec<String> = pieces.iter().flatten().cloned().collect();
+    let mut vectors = db
+        .embedders
+        .embed(&space.embedder, flat)
+        .await
+        .map_err(AppError::embedder(&space.embedder))?
+        .into_iter();
+    Ok(pieces
+        .into_iter()
+        .map(|ps| ps.into_iter().zip(vectors.by_ref()).collect())
+        .collect())
 }
 
 fn author(principal: &Principal) -> (String, Uuid) {
     (principal.kind.as_str().to_string(), principal.id)
 }
 
-/// Marks a write in the space: activity time, and the next `vector_version`, returned. On
-/// PostgreSQL the row lock this takes orders concurrent writers of one space, so versions
-/// become visible in order.
-async fn bump_space(db: &impl ConnectionTrait, space_id: Uuid) -> AppResult<i64> {
-    space::Entity::update_many()
-        .col_expr(space::Column::LastActivityAt, Expr::value(now()))
-        .col_expr(
+/// What a write adds to a space's memory counters (`spaces.memory_count`/`memory_bytes`):
+/// the memories that are not superseded, expired ones included until the sweep deletes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counted {
+    count: i64,
+    bytes: i64,
+}
+
+impl Counted {
+    /// What one stored memory contributes to the counters.
+    fn of(superseded_by: Option<Uuid>, content_bytes: i32) -> Counted {
+        match superseded_by {
+            Some(_) => Counted::default(),
+            None => Counted {
+                count: 1,
+                bytes: i64::from(content_bytes),
+            },
+        }
+    }
+
+    fn of_model(m: &memory::Model) -> Counted {
+        Counted::of(m.superseded_by, m.content_bytes)
+    }
+}
+
+impl std::ops::Add for Counted {
+    type Output = Counted;
+    fn add(self, o: Counted) -> Counted {
+        Counted {
+            count: self.count + o.count,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+impl std::ops::Neg for Counted {
+    type Output = Counted;
+    fn neg(self) -> Counted {
+        Counted {
+            count: -self.count,
+            bytes: -self.bytes,
+        }
+    }
+}
+
+impl std::ops::Sub for Counted {
+    type Output = Counted;
+    fn sub(self, o: Counted) -> Counted {
+        Counted {
+            count: self.count - o.count,
+            bytes: self.bytes - o.bytes,
+        }
+    }
+}
+
+/// `SET memory_count = memory_count + d.count, memory_bytes = memory_bytes + d.bytes`.
+fn add_counts(update: &mut sea_orm::sea_query::UpdateStatement, d: Counted) {
+    if d == Counted::default() {
+        return;
+    }
+    update
+        .value(
+            space::Column::MemoryCount,
+            Expr::col(space::Column::MemoryCount).add(d.count),
+        )
+        .value(
+            space::Column::MemoryBytes,
+            Expr::col(space::Column::MemoryBytes).add(d.bytes),
+        );
+}
+
+/// Marks a write in the space: activity time, the write's change to the memory counters, and
+/// the next `vector_version`, returned — one statement. On PostgreSQL the row lock this takes
+/// orders concurrent writers of one space, so versions become visible in order; writers take it
+/// before they change memory rows, so the counters and the rows change under one lock order.
+async fn bump_space(db: &impl ConnectionTrait, space_id: Uuid, delta: Counted) -> AppResult<i64> {
+    let mut update = Query::update();
+    update
+        .table(space::Entity)
+        .value(space::Column::LastActivityAt, now())
+        .value(
             space::Column::VectorVersion,
             Expr::col(space::Column::VectorVersion).add(1),
         )
-        .filter(space::Column::Id.eq(space_id))
-        .exec(db)
-        .await?;
-    let version: Option<i64> = space::Entity::find_by_id(space_id)
-        .select_only()
-        .column(space::Column::VectorVersion)
-        .into_tuple()
-        .one(db)
-        .await?;
-    version.ok_or_else(|| AppError::not_found("space", space_id))
+        .and_where(space::Column::Id.eq(space_id))
+        // RETURNING is built by hand: sea-orm only offers it on SQLite behind a feature flag,
+        // and every SQLite this builds against (3.35+) has it.
+        .returning_col(space::Column::VectorVersion);
+    add_counts(&mut update, delta);
+    let row = db
+        .query_one(db.get_database_backend().build(&update))
+        .await?
+        .ok_or_else(|| AppError::not_found("space", space_id))?;
+    Ok(row.try_get::<i64>("", space::Column::VectorVersion.as_str())?)
+}
+
+/// Changes a space's memory counters alone (writes whose change is known only after
+/// `bump_space`, and the expiry sweep, which is not activity).
+async fn count_memories(
+    db: &impl ConnectionTrait,
+    space_id: Uuid,
+    delta: Counted,
+) -> AppResult<()> {
+    let mut update = Query::update();
+    update
+        .table(space::Entity)
+        .and_where(space::Column::Id.eq(space_id));
+    add_counts(&mut update, delta);
+    if delta != Counted::default() {
+        db.execute(db.get_database_backend().build(&update)).await?;
+    }
+    Ok(())
+}
+
+/// A memory row as a DELETE … RETURNING reports it: what it counted for.
+#[derive(Debug, FromQueryResult)]
+struct Removed {
+    id: Uuid,
+    space_id: Uuid,
+    content_bytes: i32,
+    superseded_by: Option<Uuid>,
+}
+
+/// Deletes the memories matching `cond` and returns them (one statement, so what the counters
+/// lose is what the database really removed, even when another writer changed a row meanwhile).
+async fn delete_returning(db: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<Removed>> {
+    let delete = Query::delete()
+        .from_table(memory::Entity)
+        .cond_where(cond)
+        .returning(Query::returning().columns([
+            memory::Column::Id,
+            memory::Column::SpaceId,
+            memory::Column::ContentBytes,
+            memory::Column::SupersededBy,
+        ]))
+        .to_owned();
+    Ok(
+        Removed::find_by_statement(db.get_database_backend().build(&delete))
+            .all(db)
+            .await?,
+    )
 }
 
 fn event(
@@ -360,6 +483,7 @@ pub async fn create_many(
         valid.push(checked.map_err(|e| if batch { at_index(e, i) } else { e })?);
     }
     let embedded = embed_chunks(
+        db,
         &access.space,
         valid.iter().map(|v| v.content.clone()).collect(),
     )
@@ -371,7 +495,9 @@ pub async fn create_many(
     // Access may have changed while we embedded.
     let access = spaces::load(&txn, principal, space_id).await?;
     writable(&access)?;
-    let version = bump_space(&txn, space_id).await?;
+    // What the batch does to the counters is known only once duplicates are resolved, and the
+    // version is needed for that: the counters follow in `count_memories` below.
+    let version = bump_space(&txn, space_id, Counted::default()).await?;
     let space_policy = DuplicatePolicy::parse(&access.space.duplicate_policy);
     let threshold = access.space.duplicate_threshold as f32;
 
@@ -637,6 +763,21 @@ pub async fn create_many(
             .await?;
         }
     }
+    // New rows count unless a later item of the batch superseded them; a stored memory stops
+    // counting when superseded (it was not when read: duplicates are only found among memories
+    // that are not, and the guarded update above proved it unchanged). MERGE keeps the stored
+    // content, so it changes nothing.
+    let delta = rows
+        .iter()
+        .map(Counted::of_model)
+        .chain(
+            touched
+                .values()
+                .filter(|(m, _)| m.superseded_by.is_some())
+                .map(|(m, _)| -Counted::of(None, m.content_bytes)),
+        )
+        .fold(Counted::default(), |a, b| a + b);
+    count_memories(&txn, space_id, delta).await?;
     audit::cross_tenant(&txn, principal, "memory.create", [&access.space]).await?;
     for m in &rows {
         events.push(event(principal, &db.bus, MemoryEventKind::Created, m));
@@ -845,7 +986,7 @@ pub async fn update(
     let content_changed = new_content.as_ref().is_some_and(|c| *c != current.content);
     let embedded = if content_changed {
         let text = new_content.clone().unwrap_or_default();
-        embed_chunks(&access.space, vec![text]).await?.pop()
+        embed_chunks(db, &access.space, vec![text]).await?.pop()
     } else {
         None
     };
@@ -940,7 +1081,10 @@ pub async fn update(
     let mut version = None;
     let mut events = Vec::new();
     if changed || vectors.is_some() {
-        let v = bump_space(&txn, m.space_id).await?;
+        // `current` is what the guarded update below overwrites (or the write fails and rolls
+        // back), so the difference is exact.
+        let delta = Counted::of_model(&m) - Counted::of_model(&current);
+        let v = bump_space(&txn, m.space_id, delta).await?;
         if vectors.is_some() {
             m.index_seq = v;
         }
@@ -986,8 +1130,17 @@ pub async fn delete(
     let txn = crate::db::begin(&db.write).await?;
     let (m, access) = load(&txn, principal, id).await?;
     writable(&access)?;
-    memory::Entity::delete_by_id(id).exec(&txn).await?;
-    bump_space(&txn, m.space_id).await?;
+    // The space row first, as every writer does (one lock order), counting the memory as read;
+    // the row the DELETE really removed corrects that if another writer got in between.
+    let assumed = Counted::of_model(&m);
+    bump_space(&txn, m.space_id, -assumed).await?;
+    let removed = delete_returning(&txn, Condition::all().add(memory::Column::Id.eq(id))).await?;
+    let Some(row) = removed.first() else {
+        // Deleted by a concurrent request since `load`.
+        return Err(AppError::not_found("memory", id));
+    };
+    let actual = Counted::of(row.superseded_by, row.content_bytes);
+    count_memories(&txn, m.space_id, assumed - actual).await?;
     audit::cross_tenant(&txn, principal, "memory.delete", [&access.space]).await?;
     let events = vec![event(principal, &db.bus, MemoryEventKind::Deleted, &m)];
     db.bus.stage(&txn, &events).await?;
@@ -1113,7 +1266,8 @@ pub async fn count(db: &impl ConnectionTrait, cond: Condition) -> AppResult<u64>
     Ok(memory::Entity::find().filter(cond).count(db).await?)
 }
 
-/// Deletes expired memories; returns how many went.
+/// Deletes expired memories; returns how many went. Each part is one transaction that also
+/// takes the memories out of their spaces' counters.
 pub async fn sweep_expired(db: &Db, index: &VectorIndex) -> AppResult<usize> {
     let expired: Vec<(Uuid, Uuid)> = memory::Entity::find()
         .select_only()
@@ -1127,21 +1281,55 @@ pub async fn sweep_expired(db: &Db, index: &VectorIndex) -> AppResult<usize> {
     if expired.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = expired.iter().map(|(id, _)| *id).collect();
-    for part in ids.chunks(INSERT_BATCH) {
-        memory::Entity::delete_many()
-            .filter(memory::Column::Id.is_in(part.iter().copied()))
-            .exec(&db.write)
-            .await?;
+    let postgres = db.write.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let mut swept = 0;
+    for part in expired.chunks(INSERT_BATCH) {
+        let txn = crate::db::begin(&db.write).await?;
+        let mut space_ids: Vec<Uuid> = part.iter().map(|(_, s)| *s).collect();
+        space_ids.sort();
+        space_ids.dedup();
+        if postgres {
+            // Space rows before memory rows, in id order, as writers take them: no deadlock
+            // with a writer of one of these spaces. (SQLite has one writer at a time.)
+            space::Entity::find()
+                .select_only()
+                .column(space::Column::Id)
+                .filter(space::Column::Id.is_in(space_ids.iter().copied()))
+                .order_by_asc(space::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<Uuid>()
+                .all(&txn)
+                .await?;
+        }
+        // Expiry is checked again: the rows are deleted only if still expired.
+        let removed = delete_returning(
+            &txn,
+            Condition::all()
+                .add(memory::Column::Id.is_in(part.iter().map(|(id, _)| *id)))
+                .add(memory::Column::ExpiresAt.lte(Utc::now())),
+        )
+        .await?;
+        let mut lost: HashMap<Uuid, Counted> = HashMap::new();
+        for r in &removed {
+            let e = lost.entry(r.space_id).or_default();
+            *e = *e + Counted::of(r.superseded_by, r.content_bytes);
+        }
+        for space_id in &space_ids {
+            if let Some(d) = lost.get(space_id) {
+                count_memories(&txn, *space_id, -*d).await?;
+            }
+        }
+        txn.commit().await?;
+        swept += removed.len();
+        let mut by_space: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for r in removed {
+            by_space.entry(r.space_id).or_default().push(r.id);
+        }
+        for (space_id, ids) in by_space {
+            index.remove(space_id, &ids).await;
+        }
     }
-    let mut by_space: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
-    for (id, space_id) in expired {
-        by_space.entry(space_id).or_default().push(id);
-    }
-    for (space_id, ids) in by_space {
-        index.remove(space_id, &ids).await;
-    }
-    Ok(ids.len())
+    Ok(swept)
 }
 
 /// Used by search: the subset of `ids` that pass `filter` (live, tags, agent, thread, time).

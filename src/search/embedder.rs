@@ -4,7 +4,9 @@
 //! trigrams into 384 dimensions, so texts that share word forms land near each other. It works
 //! offline with no download, but it does not know that "car" and "automobile" mean the same.
 //! A neural or remote embedder drops in by implementing [`Embedder`] and registering it.
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use rust_stemmers::{Algorithm, Stemmer};
 
@@ -19,47 +21,186 @@ pub enum EmbedderKind {
     Remote,
 }
 
+/// Why an embedder produced no vectors. The write that needed them fails and stores nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedError(pub String);
+
+pub type EmbedFuture = Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, EmbedError>> + Send>>;
+
 /// Turns a batch of texts into unit-length vectors of a fixed dimension.
 pub trait Embedder: Send + Sync {
     fn name(&self) -> &str;
+    /// Length of every vector; 0 while a remote embedder has not answered yet.
     fn dimension(&self) -> usize;
     fn kind(&self) -> EmbedderKind;
     /// One vector per text, in order, each of length [`Embedder::dimension`] and L2-normalised
-    /// (or all zeros for a text with no features).
-    fn embed(&self, texts: &[&str]) -> Vec<Vec<f32>>;
+    /// (or all zeros for a text with no features). CPU-bound embedders run on the blocking
+    /// pool, so awaiting this never stalls the async runtime.
+    fn embed(self: Arc<Self>, texts: Vec<String>) -> EmbedFuture;
+}
+
+/// Runs a CPU-bound embedding on tokio's blocking pool.
+pub fn embed_blocking<F>(work: F) -> EmbedFuture
+where
+    F: FnOnce() -> Result<Vec<Vec<f32>>, EmbedError> + Send + 'static,
+{
+    Box::pin(async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| EmbedError(format!("embedding task failed: {e}")))?
+    })
 }
 
 /// The zero-set-up default: offline, deterministic, no download.
 pub const DEFAULT_EMBEDDER: &str = "builtin-hash-384";
 
-/// The embedders this server offers, by name.
+/// An embedder the operator asked for that cannot run here, and what would fix it.
+#[derive(Clone, Debug)]
+pub struct Unavailable {
+    pub name: String,
+    pub kind: EmbedderKind,
+    pub dimension: usize,
+    pub reason: String,
+}
+
+/// The embedders this server offers, by name, and the default for new spaces.
 pub struct Registry {
     embedders: Vec<Arc<dyn Embedder>>,
+    unavailable: Vec<Unavailable>,
+    default: String,
 }
 
 impl Registry {
+    /// Only the built-in lexical embedder (tools that never embed, and the SDL export).
     pub fn builtin() -> Registry {
         Registry {
             embedders: vec![Arc::new(HashEmbedder::new(DEFAULT_EMBEDDER, 384))],
+            unavailable: Vec::new(),
+            default: DEFAULT_EMBEDDER.to_string(),
         }
+    }
+
+    /// The registry a server runs with: the built-in embedder, the neural model when its files
+    /// are present (else listed as unavailable with the command that installs it), and the
+    /// configured remote embedders; then the default, which must be available.
+    pub async fn from_config(config: &crate::config::EmbedderConfig) -> anyhow::Result<Registry> {
+        let mut registry = Registry::builtin();
+        if let Some(dir) = &config.models_dir {
+            super::neural_embedder::register(&mut registry, dir).await;
+        }
+        for spec in &config.remote {
+            if registry.get(&spec.name).is_some() || registry.unavailable(&spec.name).is_some() {
+                anyhow::bail!("embedder name {:?} is taken by a built-in embedder", spec.name);
+            }
+            let remote = Arc::new(
+                super::remote::RemoteEmbedder::new(spec.clone(), config)
+                    .map_err(anyhow::Error::msg)?,
+            );
+            tokio::spawn(remote.clone().probe());
+            registry.add(remote);
+        }
+        if let Some(default) = &config.default {
+            registry
+                .set_default(default.trim())
+                .map_err(anyhow::Error::msg)?;
+        }
+        Ok(registry)
+    }
+
+    /// Adds an embedder; a later one with the same name replaces the earlier.
+    pub fn add(&mut self, embedder: Arc<dyn Embedder>) {
+        self.embedders.retain(|e| e.name() != embedder.name());
+        self.unavailable.retain(|u| u.name != embedder.name());
+        self.embedders.push(embedder);
+    }
+
+    /// Lists an embedder that is configured or known but cannot run (e.g. model files missing).
+    pub fn add_unavailable(&mut self, unavailable: Unavailable) {
+        if self.get(&unavailable.name).is_none() {
+            self.unavailable.retain(|u| u.name != unavailable.name);
+            self.unavailable.push(unavailable);
+        }
+    }
+
+    /// Chooses the default for new spaces; it must be available.
+    pub fn set_default(&mut self, name: &str) -> Result<(), String> {
+        if self.get(name).is_some() {
+            self.default = name.to_string();
+            return Ok(());
+        }
+        match self.unavailable.iter().find(|u| u.name == name) {
+            Some(u) => Err(format!(
+                "default embedder {name:?} is not available: {}",
+                u.reason
+            )),
+            None => Err(format!(
+                "unknown default embedder {name:?}; available: {}",
+                self.names().join(", ")
+            )),
+        }
+    }
+
+    pub fn default_name(&self) -> &str {
+        &self.default
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Embedder>> {
         self.embedders.iter().find(|e| e.name() == name).cloned()
     }
 
+    pub fn unavailable(&self, name: &str) -> Option<&Unavailable> {
+        self.unavailable.iter().find(|u| u.name == name)
+    }
+
+    /// Names of the embedders that can run.
     pub fn names(&self) -> Vec<String> {
         self.embedders
             .iter()
             .map(|e| e.name().to_string())
             .collect()
     }
-}
 
-/// The process-wide registry.
-pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Registry::builtin)
+    pub fn available(&self) -> &[Arc<dyn Embedder>] {
+        &self.embedders
+    }
+
+    pub fn unavailable_all(&self) -> &[Unavailable] {
+        &self.unavailable
+    }
+
+    /// Embeds with the named embedder, checking what it returned (count, dimension, finite).
+    pub async fn embed(&self, name: &str, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(embedder) = self.get(name) else {
+            return Err(EmbedError(match self.unavailable(name) {
+                Some(u) => u.reason.clone(),
+                None => format!("embedder {name:?} is not configured on this server"),
+            }));
+        };
+        let count = texts.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let vectors = embedder.clone().embed(texts).await?;
+        if vectors.len() != count {
+            return Err(EmbedError(format!(
+                "returned {} vectors for {count} texts",
+                vectors.len()
+            )));
+        }
+        let dimension = embedder.dimension();
+        for v in &vectors {
+            if dimension != 0 && v.len() != dimension {
+                return Err(EmbedError(format!(
+                    "returned a {}-dimensional vector; this embedder's dimension is {dimension}",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(EmbedError("returned a vector with a non-finite value".into()));
+            }
+        }
+        Ok(vectors)
+    }
 }
 
 /// Lexical feature-hashing embedder: stemmed words (weight 1) and character trigrams of each word
@@ -98,6 +239,12 @@ impl HashEmbedder {
             name: name.to_string(),
             dimension,
         }
+    }
+
+    /// Synchronous embedding, for callers already off the async runtime.
+    pub fn embed_texts(&self, texts: &[String]) -> Vec<Vec<f32>> {
+        let stemmer = Stemmer::create(Algorithm::English);
+        texts.iter().map(|t| self.embed_one(&stemmer, t)).collect()
     }
 
     fn embed_one(&self, stemmer: &Stemmer, text: &str) -> Vec<f32> {
@@ -144,9 +291,8 @@ impl Embedder for HashEmbedder {
     fn kind(&self) -> EmbedderKind {
         EmbedderKind::Lexical
     }
-    fn embed(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        let stemmer = Stemmer::create(Algorithm::English);
-        texts.iter().map(|t| self.embed_one(&stemmer, t)).collect()
+    fn embed(self: Arc<Self>, texts: Vec<String>) -> EmbedFuture {
+        embed_blocking(move || Ok(self.embed_texts(&texts)))
     }
 }
 
@@ -176,7 +322,7 @@ mod tests {
     use super::*;
 
     fn embed(t: &str) -> Vec<f32> {
-        HashEmbedder::new("h", 384).embed(&[t]).remove(0)
+        HashEmbedder::new("h", 384).embed_texts(&[t.to_string()]).remove(0)
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `searchMemories`.
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 
+use super::embedder::EmbedderKind;
 use super::service::{self, SearchMode, SearchRequest};
 use crate::memories::graphql::{Memory, MemoryFilterInput};
 use crate::schema::{resource_id, Ctx};
@@ -32,11 +33,50 @@ pub struct MemoryHit {
     chunk: String,
 }
 
+/// An embedder of this server, and whether it can be used.
+#[derive(SimpleObject)]
+pub struct EmbedderStatus {
+    name: String,
+    /// Length of the vectors (0 while a remote embedder has not answered yet).
+    dimension: i32,
+    kind: EmbedderKind,
+    /// Whether new spaces can choose it and writes can use it now.
+    available: bool,
+    /// Whether spaces created without `embedder` get it.
+    is_default: bool,
+    /// Why it is unavailable, and how to fix it.
+    unavailable_reason: Option<String>,
+}
+
 #[derive(Default)]
 pub struct SearchQuery;
 
 #[Object]
 impl SearchQuery {
+    /// The embedders a space can choose at creation, with the ones configured but unavailable.
+    async fn embedders(&self, ctx: &Context<'_>) -> Result<Vec<EmbedderStatus>> {
+        ctx.principal()?;
+        let registry = &ctx.db().embedders;
+        let default = registry.default_name();
+        let available = registry.available().iter().map(|e| EmbedderStatus {
+            name: e.name().to_string(),
+            dimension: e.dimension() as i32,
+            kind: e.kind(),
+            available: true,
+            is_default: e.name() == default,
+            unavailable_reason: None,
+        });
+        let unavailable = registry.unavailable_all().iter().map(|u| EmbedderStatus {
+            name: u.name.clone(),
+            dimension: u.dimension as i32,
+            kind: u.kind,
+            available: false,
+            is_default: false,
+            unavailable_reason: Some(u.reason.clone()),
+        });
+        Ok(available.chain(unavailable).collect())
+    }
+
     /// Finds memories by meaning, keyword, or both, in the spaces the caller can read.
     async fn search_memories(
         &self,

@@ -7,3 +7,6 @@ pub mod graphql;
 pub mod keyword;
 pub mod service;
 pub mod vector_index;
+pub mod neural;
+pub mod neural_embedder;
+pub mod remote;

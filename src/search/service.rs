@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Expr, IntoIden, LockType, Order, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::embedder::{self, words};
+use super::embedder::{words, EmbedError};
 use super::fusion::rrf;
 use super::keyword;
 use super::vector_index::VectorIndex;
@@ -144,15 +144,32 @@ pub async fn search(
     };
     let mut semantic_ranked: Vec<(Uuid, f64, i32)> = Vec::new();
     if req.mode != SearchMode::Keyword {
+        // The query is embedded once per distinct embedder. A space whose embedder cannot
+        // answer now is left out of the semantic ranking (HYBRID still has its keyword half);
+        // a SEMANTIC search fails only when no space it covers could be ranked at all.
         let mut by_embedder: HashMap<&str, Vec<f32>> = HashMap::new();
+        let mut failed: Vec<(&str, EmbedError)> = Vec::new();
         for s in &spaces {
-            if !by_embedder.contains_key(s.embedder.as_str()) {
-                let Some(e) = embedder::registry().get(&s.embedder) else {
-                    continue;
-                };
-                let v = e.embed(&[query.as_str()]).pop().unwrap_or_default();
-                by_embedder.insert(s.embedder.as_str(), v);
+            let name = s.embedder.as_str();
+            if by_embedder.contains_key(name) || failed.iter().any(|f| f.0 == name) {
+                continue;
             }
+            match db.embedders.embed(name, vec![query.clone()]).await {
+                Ok(mut v) => {
+                    by_embedder.insert(name, v.pop().unwrap_or_default());
+                }
+                Err(e) => {
+                    tracing::warn!(embedder = %name, reason = %e.0, "query not embedded");
+                    failed.push((name, e));
+                }
+            }
+        }
+        if by_embedder.is_empty() && req.mode == SearchMode::Semantic {
+            if let Some((name, e)) = failed.into_iter().next() {
+                return Err(AppError::embedder(name)(e));
+            }
+        }
+        for s in &spaces {
             let Some(qv) = by_embedder.get(s.embedder.as_str()) else {
                 continue;
             };

@@ -113,9 +113,34 @@ pub struct Label {
 #[derive(SimpleObject)]
 pub struct EmbedderInfo {
     name: String,
-    /// Length of the vectors.
+    /// Length of the vectors (0 while a remote embedder has not answered yet).
     dimension: i32,
     kind: EmbedderKind,
+}
+
+impl EmbedderInfo {
+    pub fn of(registry: &embedder::Registry, name: &str) -> EmbedderInfo {
+        if let Some(e) = registry.get(name) {
+            return EmbedderInfo {
+                name: e.name().to_string(),
+                dimension: e.dimension() as i32,
+                kind: e.kind(),
+            };
+        }
+        match registry.unavailable(name) {
+            Some(u) => EmbedderInfo {
+                name: u.name.clone(),
+                dimension: u.dimension as i32,
+                kind: u.kind,
+            },
+            // Configured on another replica, or removed since: report it by name.
+            None => EmbedderInfo {
+                name: name.to_string(),
+                dimension: 0,
+                kind: EmbedderKind::Remote,
+            },
+        }
+    }
 }
 
 /// How memories are cut into chunks before embedding; sizes are in characters.
@@ -193,20 +218,8 @@ impl Space {
     async fn access_mode(&self) -> AccessMode {
         AccessMode::parse(&self.model.access_mode)
     }
-    async fn embedder(&self) -> EmbedderInfo {
-        match embedder::registry().get(&self.model.embedder) {
-            Some(e) => EmbedderInfo {
-                name: e.name().to_string(),
-                dimension: e.dimension() as i32,
-                kind: e.kind(),
-            },
-            // An embedder this build does not know (configured elsewhere): report it by name.
-            None => EmbedderInfo {
-                name: self.model.embedder.clone(),
-                dimension: 0,
-                kind: EmbedderKind::Remote,
-            },
-        }
+    async fn embedder(&self, ctx: &Context<'_>) -> EmbedderInfo {
+        EmbedderInfo::of(&ctx.db().embedders, &self.model.embedder)
     }
     async fn chunking(&self) -> ChunkingConfig {
         ChunkingConfig {
@@ -440,7 +453,8 @@ pub struct CreateSpaceInput {
     access_mode: AccessMode,
     /// Owner (a user or agent of the organization); only org admins may name someone else.
     owner_id: Option<ID>,
-    /// Embedder name; defaults to the server's default (`builtin-hash-384`).
+    /// Embedder name (see `embedders`); defaults to the server's default (`builtin-hash-384`
+    /// unless the operator chose another).
     embedder: Option<String>,
     /// Defaults to 800 / 100 characters.
     chunking: Option<ChunkingInput>,
@@ -742,7 +756,7 @@ impl SpaceMutation {
             duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
-        Ok(service::create(&ctx.db().write, p, new).await?.into())
+        Ok(service::create(&ctx.db().write, &ctx.db().embedders, p, new).await?.into())
     }
 
     /// Changes a space (OWNER permission). Owner, embedder and chunking are immutable.

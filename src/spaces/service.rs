@@ -199,21 +199,21 @@ fn duplicate_threshold(t: f64) -> AppResult<f64> {
     Ok(t)
 }
 
-fn embedder_name(name: Option<String>) -> AppResult<String> {
-    let name = name.map(|n| n.trim().to_string());
-    match name {
-        None => Ok(embedder::DEFAULT_EMBEDDER.to_string()),
-        Some(n) => match embedder::registry().get(&n) {
-            Some(e) => Ok(e.name().to_string()),
-            None => {
-                let names = embedder::registry().names();
-                Err(AppError::validation(
-                    "embedder",
-                    format!("unknown embedder {n:?}; available: {}", names.join(", ")),
-                ))
-            }
-        },
+fn embedder_name(registry: &embedder::Registry, name: Option<String>) -> AppResult<String> {
+    let Some(name) = name.map(|n| n.trim().to_string()) else {
+        return Ok(registry.default_name().to_string());
+    };
+    if let Some(e) = registry.get(&name) {
+        return Ok(e.name().to_string());
     }
+    let available = registry.names().join(", ");
+    Err(AppError::validation(
+        "embedder",
+        match registry.unavailable(&name) {
+            Some(u) => format!("embedder {name:?} is not available here ({}); available: {available}", u.reason),
+            None => format!("unknown embedder {name:?}; available: {available}"),
+        },
+    ))
 }
 
 /// Resolves the owner of a new space: the caller, or (org admins only) a user or agent of the org.
@@ -257,7 +257,12 @@ fn duplicate_name(name: &str) -> String {
     format!("a space named {name:?} already exists for this owner")
 }
 
-pub async fn create<C>(db: &C, principal: &Principal, input: NewSpace) -> AppResult<SpaceAccess>
+pub async fn create<C>(
+    db: &C,
+    embedders: &embedder::Registry,
+    principal: &Principal,
+    input: NewSpace,
+) -> AppResult<SpaceAccess>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -269,7 +274,7 @@ where
         size: DEFAULT_CHUNK_SIZE,
         overlap: DEFAULT_CHUNK_OVERLAP,
     }))?;
-    let embedder = embedder_name(input.embedder)?;
+    let embedder = embedder_name(embedders, input.embedder)?;
     let threshold = duplicate_threshold(input.duplicate_threshold.unwrap_or(DEFAULT_THRESHOLD))?;
     if principal.token.is_some() {
         return Err(AppError::forbidden("a space token cannot create spaces"));
@@ -298,6 +303,8 @@ where
         agent_id: Set(None),
         workspace_id: Set(workspace_id),
         vector_version: Set(0),
+        memory_count: Set(0),
+        memory_bytes: Set(0),
         duplicate_policy: Set(input.duplicate_policy.as_str().to_string()),
         duplicate_threshold: Set(threshold),
         last_activity_at: Set(None),

@@ -7,6 +7,7 @@ mod access_matrix;
 mod access_property;
 mod auth;
 mod browser;
+mod embedders;
 mod hardening;
 mod identity;
 mod memories;

@@ -1470,3 +1470,508 @@ async fn a_page_of_memories_with_tags_authors_and_space_costs_the_same_for_5_or_
         "statements for 5 memories: {cost_5}, for 100: {cost_100} (N+1)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Memory counters: `memoryCount`/`usedStorage` come from counters on the space row, so after
+// every kind of write they must still equal what the memories list says.
+
+const CONTENTS: &str = "query($s:ID!){ space(id:$s){ memories(first:1000){ totalCount \
+    edges{ node{ content } } } } }";
+const SPACES_PAGE: &str = "{ spaces(first:50){ edges{ node{ id memoryCount usedStorage } } } }";
+
+/// (count, bytes) of the memories `Space.memories` lists (live, not superseded).
+async fn listed_usage(app: &TestApp, space_id: &str) -> (i64, i64) {
+    let r = app.gql(CONTENTS, json!({ "s": space_id })).await;
+    let conn = &r.data()["space"]["memories"];
+    let contents: Vec<&str> = conn["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(conn["totalCount"].as_i64(), Some(contents.len() as i64));
+    (
+        contents.len() as i64,
+        contents.iter().map(|c| c.len() as i64).sum(),
+    )
+}
+
+/// (memoryCount, usedStorage) of the space as the spaces list reports it (the batched path).
+async fn paged_usage(app: &TestApp, space_id: &str) -> (i64, i64) {
+    let r = app.gql(SPACES_PAGE, json!({})).await;
+    let node = r.data()["spaces"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["id"] == space_id)
+        .unwrap_or_else(|| panic!("space {space_id} not on the first page"))
+        .clone();
+    (
+        node["memoryCount"].as_i64().unwrap(),
+        node["usedStorage"].as_i64().unwrap(),
+    )
+}
+
+/// The counters as stored on the space row (expired-but-unswept memories included).
+async fn stored_counters(app: &TestApp, space_id: &str) -> (i64, i64) {
+    let id = uuid::Uuid::parse_str(space_id).unwrap();
+    let s = <entity::space::Entity as sea_orm::EntityTrait>::find_by_id(id)
+        .one(&app.db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    (s.memory_count, s.memory_bytes)
+}
+
+/// Asserts that both the single-space and the page path agree with the list; returns them.
+async fn assert_usage_matches_list(app: &TestApp, space_id: &str, step: &str) -> (i64, i64) {
+    let expected = listed_usage(app, space_id).await;
+    assert_eq!(stats(app, space_id).await, expected, "space(id): {step}");
+    assert_eq!(
+        paged_usage(app, space_id).await,
+        expected,
+        "spaces page: {step}"
+    );
+    expected
+}
+
+#[tokio::test]
+async fn memory_count_and_storage_follow_batch_creates_updates_and_deletes() {
+    let app = TestApp::spawn().await;
+    let space_id = space(&app, "counted").await;
+    let other = space(&app, "bystander").await;
+    app.memories_as(&app.admin_key, &other, &["elsewhere".into()])
+        .await;
+
+    let ids = app
+        .memories_as(
+            &app.admin_key,
+            &space_id,
+            &(0..5)
+                .map(|i| format!("note {i} about the café façade"))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let after_batch = assert_usage_matches_list(&app, &space_id, "batch").await;
+    assert_eq!(after_batch.0, 5);
+
+    update(
+        &app,
+        &app.admin_key,
+        &ids[0],
+        json!({ "content": "a much longer note about the café façade and its ünïcode" }),
+    )
+    .await
+    .data();
+    let longer = assert_usage_matches_list(&app, &space_id, "longer content").await;
+    assert!(longer.1 > after_batch.1);
+
+    update(&app, &app.admin_key, &ids[1], json!({ "content": "é" }))
+        .await
+        .data();
+    let shorter = assert_usage_matches_list(&app, &space_id, "shorter content").await;
+    assert!(shorter.1 < longer.1);
+
+    update(
+        &app,
+        &app.admin_key,
+        &ids[2],
+        json!({ "importance": 9, "tags": ["x"] }),
+    )
+    .await
+    .data();
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "no content change").await,
+        shorter
+    );
+
+    delete(&app, &app.admin_key, &ids[3]).await.data();
+    let deleted = assert_usage_matches_list(&app, &space_id, "delete").await;
+    assert_eq!(deleted.0, 4);
+    assert_eq!(
+        delete(&app, &app.admin_key, &ids[3]).await.code(),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "second delete").await,
+        deleted
+    );
+    assert_eq!(stored_counters(&app, &space_id).await, deleted);
+    assert_eq!(stats(&app, &other).await, (1, "elsewhere".len() as i64));
+}
+
+#[tokio::test]
+async fn a_batch_failing_at_its_fourth_item_leaves_the_memory_counts_unchanged() {
+    let app = TestApp::spawn().await;
+    let space_id = space(&app, "atomic").await;
+    app.memories_as(&app.admin_key, &space_id, &["already here".into()])
+        .await;
+    let before = assert_usage_matches_list(&app, &space_id, "seed").await;
+    let mut inputs: Vec<Value> = (0..5)
+        .map(|i| json!({ "content": format!("batch item {i}") }))
+        .collect();
+    inputs[3] = json!({ "content": "ok", "importance": 11 });
+
+    let r = batch(&app, &app.admin_key, &space_id, json!(inputs)).await;
+
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+    assert_eq!(r.error()["extensions"]["index"], 3);
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "failed batch").await,
+        before
+    );
+    assert_eq!(stored_counters(&app, &space_id).await, before);
+}
+
+#[tokio::test]
+async fn an_expired_memory_leaves_the_counts_at_once_and_the_sweep_keeps_them_right() {
+    let app = TestApp::spawn().await;
+    let space_id = space(&app, "expiring").await;
+    let (live, later) = ("stays", "expires after the test");
+    let soon = ["goes soon", "goes soon too, with more bytes"];
+    app.memory_as(&app.admin_key, &space_id, live, json!({}))
+        .await;
+    let expires = Utc::now() + chrono::Duration::milliseconds(1500);
+    for text in soon {
+        app.memory_as(
+            &app.admin_key,
+            &space_id,
+            text,
+            json!({ "expiresAt": expires.to_rfc3339() }),
+        )
+        .await;
+    }
+    // Expiring later than the test lasts: counted throughout.
+    app.memory_as(
+        &app.admin_key,
+        &space_id,
+        later,
+        json!({ "expiresAt": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339() }),
+    )
+    .await;
+    let visible = (2, (live.len() + later.len()) as i64);
+    let soon_bytes: i64 = soon.iter().map(|t| t.len() as i64).sum();
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "before expiry").await,
+        (4, visible.1 + soon_bytes)
+    );
+
+    let wait = (expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(150);
+    tokio::time::sleep(wait).await;
+
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "expired, not swept").await,
+        visible
+    );
+    // Not swept yet: the row still holds them, the read subtracts them.
+    assert_eq!(stored_counters(&app, &space_id).await.0, 4);
+
+    let index = memspace::search::vector_index::VectorIndex::default();
+    let swept = memspace::memories::service::sweep_expired(&app.db, &index)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+
+    // The background sweep (every 60 s here) may have taken some of them first.
+    assert!(swept <= 2, "swept {swept}");
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "swept").await,
+        visible
+    );
+    assert_eq!(stored_counters(&app, &space_id).await, visible);
+}
+
+#[tokio::test]
+async fn the_background_sweep_takes_expired_memories_out_of_the_stored_counters() {
+    let app = TestApp::spawn_with(|c| c.sweep_interval = Duration::from_millis(200)).await;
+    let spaces = [space(&app, "sweep a").await, space(&app, "sweep b").await];
+    let expires = Utc::now() + chrono::Duration::milliseconds(1000);
+    for (i, s) in spaces.iter().enumerate() {
+        app.memories_as(&app.admin_key, s, &[format!("kept {i}")])
+            .await;
+        let r = batch(
+            &app,
+            &app.admin_key,
+            s,
+            json!([
+                { "content": format!("short-lived {i}"), "expiresAt": expires.to_rfc3339() },
+                { "content": format!("also short-lived {i}"), "expiresAt": expires.to_rfc3339() },
+            ]),
+        )
+        .await;
+        r.data();
+        assert_eq!(stats(&app, s).await.0, 3);
+    }
+
+    // Wait for the sweep to delete every expired row.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = <entity::memory::Entity as sea_orm::EntityTrait>::find()
+            .all(&app.db.read)
+            .await
+            .unwrap()
+            .len();
+        if left == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} memories left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for (i, s) in spaces.iter().enumerate() {
+        let kept = (1, format!("kept {i}").len() as i64);
+        assert_eq!(
+            assert_usage_matches_list(&app, s, "after sweep").await,
+            kept
+        );
+        assert_eq!(stored_counters(&app, s).await, kept);
+    }
+}
+
+#[tokio::test]
+async fn eight_concurrent_writers_of_one_space_leave_an_exact_count() {
+    let app = TestApp::spawn().await;
+    let space_id = space(&app, "busy writers").await;
+    let doomed = app
+        .memories_as(
+            &app.admin_key,
+            &space_id,
+            &(0..8).map(|i| format!("to delete {i}")).collect::<Vec<_>>(),
+        )
+        .await;
+
+    // 8 writers × 10 creates, and the 8 deletes racing with them.
+    let app_ref = &app;
+    let space_ref = &space_id;
+    let writers = (0..8).map(|w| async move {
+        for i in 0..10 {
+            app_ref
+                .memory_as(
+                    &app_ref.admin_key,
+                    space_ref,
+                    &format!("writer {w} note {i}{}", "é".repeat(w)),
+                    json!({}),
+                )
+                .await;
+        }
+    });
+    let deleters = doomed.iter().map(|id| async move {
+        delete(app_ref, &app_ref.admin_key, id).await.data();
+    });
+    futures::future::join(
+        futures::future::join_all(writers),
+        futures::future::join_all(deleters),
+    )
+    .await;
+
+    let expected_bytes: i64 = (0..8)
+        .flat_map(|w| (0..10).map(move |i| format!("writer {w} note {i}{}", "é".repeat(w))))
+        .map(|c| c.len() as i64)
+        .sum();
+    assert_eq!(
+        assert_usage_matches_list(&app, &space_id, "concurrent writers").await,
+        (80, expected_bytes)
+    );
+    assert_eq!(stored_counters(&app, &space_id).await, (80, expected_bytes));
+}
+
+#[tokio::test]
+async fn the_counter_migration_backfills_counts_from_the_stored_memories() {
+    use migration::MigratorTrait;
+    let app = TestApp::spawn().await;
+    let plain = space(&app, "backfilled").await;
+    let superseding = app
+        .space_as(
+            &app.admin_key,
+            "backfilled supersede",
+            json!({ "duplicatePolicy": "SUPERSEDE" }),
+        )
+        .await;
+    let empty = space(&app, "backfilled empty").await;
+    app.memories_as(&app.admin_key, &plain, &["one".into(), "twø".into()])
+        .await;
+    app.memory_as(
+        &app.admin_key,
+        &plain,
+        "expiring",
+        json!({ "expiresAt": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339() }),
+    )
+    .await;
+    for text in ["same words", "Same  words", "other words"] {
+        app.memory_as(&app.admin_key, &superseding, text, json!({}))
+            .await;
+    }
+    let before: Vec<(i64, i64)> = stream::iter([&plain, &superseding, &empty])
+        .then(|s| stored_counters(&app, s))
+        .collect()
+        .await;
+
+    migration::Migrator::down(&app.db.write, Some(1))
+        .await
+        .unwrap();
+    migration::Migrator::up(&app.db.write, None).await.unwrap();
+
+    let after: Vec<(i64, i64)> = stream::iter([&plain, &superseding, &empty])
+        .then(|s| stored_counters(&app, s))
+        .collect()
+        .await;
+    assert_eq!(after, before);
+    assert_eq!(after, [(3, 3 + 4 + 8), (2, 11 + 11), (0, 0)]);
+    for s in [&plain, &superseding, &empty] {
+        assert_usage_matches_list(&app, s, "after backfill").await;
+    }
+}
+
+/// Texts for the counter property: "alpha" and " ALPHA  " are the same memory to the duplicate
+/// check (same normalised content) with other byte lengths; the rest differ, some multi-byte.
+const COUNTED_TEXTS: [&str; 6] = [
+    "alpha",
+    " ALPHA  ",
+    "bêta gamma",
+    "delta epsilon zeta eta theta",
+    "ünïcødé θ",
+    "x",
+];
+const POLICIES: [Option<&str>; 5] = [
+    None,
+    Some("ALLOW"),
+    Some("REJECT"),
+    Some("SUPERSEDE"),
+    Some("MERGE"),
+];
+
+#[derive(Clone, Debug)]
+enum CountedOp {
+    /// `createMemory` of a text with an `onDuplicate` override.
+    Create(usize, Option<&'static str>),
+    /// `createMemories` of several.
+    Batch(Vec<(usize, Option<&'static str>)>),
+    /// `updateMemory` of any memory written so far (deleted and superseded ones included).
+    Update(proptest::sample::Index, usize),
+    Delete(proptest::sample::Index),
+}
+
+fn counted_ops() -> impl proptest::strategy::Strategy<Value = (usize, Vec<CountedOp>)> {
+    use proptest::prelude::*;
+    let item = (
+        0..COUNTED_TEXTS.len(),
+        prop::sample::select(POLICIES.to_vec()),
+    );
+    let op = prop_oneof![
+        4 => item.clone().prop_map(|(t, p)| CountedOp::Create(t, p)),
+        2 => prop::collection::vec(item, 1..5).prop_map(CountedOp::Batch),
+        2 => (any::<prop::sample::Index>(), 0..COUNTED_TEXTS.len())
+            .prop_map(|(i, t)| CountedOp::Update(i, t)),
+        2 => any::<prop::sample::Index>().prop_map(CountedOp::Delete),
+    ];
+    // The space's own policy (index into the non-None policies), then the writes.
+    (1..POLICIES.len(), prop::collection::vec(op, 1..25))
+}
+
+fn write_input(text: usize, policy: Option<&str>) -> Value {
+    let mut input = json!({ "content": COUNTED_TEXTS[text] });
+    if let Some(p) = policy {
+        input["onDuplicate"] = json!(p);
+    }
+    input
+}
+
+/// Runs the writes one by one; after each, the counts must equal the list's.
+async fn check_counted_ops(policy: usize, ops: Vec<CountedOp>) -> Result<(), String> {
+    let app = TestApp::spawn().await;
+    let space_id = app
+        .space_as(
+            &app.admin_key,
+            "property",
+            json!({ "duplicatePolicy": POLICIES[policy] }),
+        )
+        .await;
+    let mut written: Vec<String> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let r = match op {
+            CountedOp::Create(t, p) => {
+                let mut input = write_input(*t, *p);
+                input["spaceId"] = json!(space_id);
+                app.gql(
+                    "mutation($i:CreateMemoryInput!){ createMemory(input:$i){ id } }",
+                    json!({ "i": input }),
+                )
+                .await
+            }
+            CountedOp::Batch(items) => {
+                let inputs: Vec<Value> = items.iter().map(|(t, p)| write_input(*t, *p)).collect();
+                batch(&app, &app.admin_key, &space_id, json!(inputs)).await
+            }
+            CountedOp::Update(i, t) if !written.is_empty() => {
+                let id = i.get(&written).clone();
+                update(
+                    &app,
+                    &app.admin_key,
+                    &id,
+                    json!({ "content": COUNTED_TEXTS[*t] }),
+                )
+                .await
+            }
+            CountedOp::Delete(i) if !written.is_empty() => {
+                let id = i.get(&written).clone();
+                delete(&app, &app.admin_key, &id).await
+            }
+            _ => continue,
+        };
+        let codes = r.codes();
+        if codes.is_empty() {
+            let data = r.data();
+            for m in [&data["createMemory"]]
+                .into_iter()
+                .chain(data["createMemories"].as_array().into_iter().flatten())
+            {
+                if let Some(id) = m["id"].as_str() {
+                    written.push(id.to_string());
+                }
+            }
+        } else if !matches!(codes.as_slice(), [c] if c == "DUPLICATE" || c == "NOT_FOUND") {
+            return Err(format!("step {step} {op:?}: {}", r.body));
+        }
+        let listed = listed_usage(&app, &space_id).await;
+        let counted = stats(&app, &space_id).await;
+        if counted != listed {
+            return Err(format!(
+                "after step {step} {op:?}: memoryCount/usedStorage {counted:?}, list {listed:?}"
+            ));
+        }
+    }
+    let listed = listed_usage(&app, &space_id).await;
+    let paged = paged_usage(&app, &space_id).await;
+    if paged != listed {
+        return Err(format!("spaces page {paged:?}, list {listed:?}"));
+    }
+    let stored = stored_counters(&app, &space_id).await;
+    if stored != listed {
+        return Err(format!("stored counters {stored:?}, list {listed:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn memory_counts_equal_the_listed_memories_after_any_sequence_of_writes() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        max_shrink_iters: 32,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&counted_ops(), |(policy, ops)| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(check_counted_ops(policy, ops))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -36,10 +36,8 @@ const OTHER: &str = "The office coffee machine is descaled every Friday afternoo
 
 /// Cosine of two texts' embeddings under the default embedder (vectors are unit length).
 fn cosine(a: &str, b: &str) -> f32 {
-    let embedder = memspace::search::embedder::registry()
-        .get("builtin-hash-384")
-        .expect("the default embedder is registered");
-    let v = embedder.embed(&[a, b]);
+    use memspace::search::embedder::{HashEmbedder, DEFAULT_EMBEDDER};
+    let v = HashEmbedder::new(DEFAULT_EMBEDDER, 384).embed_texts(&[a.to_string(), b.to_string()]);
     memspace::search::embedder::dot(&v[0], &v[1])
 }
 
@@ -993,4 +991,228 @@ async fn concurrent_duplicates_under_supersede_leave_one_live_memory_at_the_end_
             .map(str::to_string);
     }
     assert_eq!(seen, ids.into_iter().collect::<HashSet<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory counters under each policy: `memoryCount`/`usedStorage` (counters on the space row)
+// must equal what the memories list holds after every write.
+
+/// `Space.memoryCount` and `Space.usedStorage`.
+async fn usage(app: &TestApp, space_id: &str) -> (i64, i64) {
+    let r = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ memoryCount usedStorage } }",
+            json!({ "s": space_id }),
+        )
+        .await;
+    let s = &r.data()["space"];
+    (
+        s["memoryCount"].as_i64().expect("memoryCount"),
+        s["usedStorage"].as_i64().expect("usedStorage"),
+    )
+}
+
+/// Asserts that `memoryCount`/`usedStorage`, on the space and on the spaces page, equal the
+/// count and content bytes of the listed memories; returns them.
+async fn assert_usage_is_listed(app: &TestApp, space_id: &str) -> (i64, i64) {
+    let r = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ memories(first:1000){ edges{ node{ content } } } } \
+               spaces(first:50){ edges{ node{ id memoryCount usedStorage } } } }",
+            json!({ "s": space_id }),
+        )
+        .await;
+    let contents: Vec<String> = r.data()["space"]["memories"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["content"].as_str().expect("content").to_string())
+        .collect();
+    let listed = (
+        contents.len() as i64,
+        contents.iter().map(|c| c.len() as i64).sum(),
+    );
+    let paged = r.data()["spaces"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["id"] == space_id)
+        .map(|n| (n["memoryCount"].as_i64(), n["usedStorage"].as_i64()));
+    assert_eq!(paged, Some((Some(listed.0), Some(listed.1))), "spaces page");
+    assert_eq!(usage(app, space_id).await, listed, "space(id)");
+    listed
+}
+
+fn bytes(texts: &[&str]) -> i64 {
+    texts.iter().map(|t| t.len() as i64).sum()
+}
+
+#[tokio::test]
+async fn supersede_keeps_the_memory_count_and_counts_the_new_contents_bytes() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "SUPERSEDE", None).await;
+    created(&app, &s, BASE, json!({})).await;
+    created(&app, &s, OTHER, json!({})).await;
+    assert_eq!(
+        assert_usage_is_listed(&app, &s).await,
+        (2, bytes(&[BASE, OTHER]))
+    );
+
+    created(&app, &s, BASE_RESHAPED, json!({})).await;
+    assert_eq!(
+        assert_usage_is_listed(&app, &s).await,
+        (2, bytes(&[BASE_RESHAPED, OTHER]))
+    );
+
+    created(&app, &s, NEAR, json!({})).await;
+    assert_eq!(
+        assert_usage_is_listed(&app, &s).await,
+        (2, bytes(&[NEAR, OTHER]))
+    );
+}
+
+#[tokio::test]
+async fn merge_keeps_the_memory_count_and_the_bytes_of_the_memory_merged_into() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "MERGE", None).await;
+    let first = created(&app, &s, BASE, json!({ "tags": ["a"] })).await;
+
+    let merged = created(&app, &s, BASE_RESHAPED, json!({ "tags": ["b"] })).await;
+    let near = created(&app, &s, NEAR, json!({ "metadata": { "k": "v" } })).await;
+
+    assert_eq!(id(&merged), id(&first));
+    assert_eq!(id(&near), id(&first));
+    assert_eq!(assert_usage_is_listed(&app, &s).await, (1, bytes(&[BASE])));
+}
+
+#[tokio::test]
+async fn reject_leaves_the_memory_count_and_bytes_unchanged() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "REJECT", None).await;
+    created(&app, &s, BASE, json!({})).await;
+
+    let exact = create(&app, &s, BASE_RESHAPED, json!({})).await;
+    let near = create(&app, &s, NEAR, json!({})).await;
+
+    assert_eq!(exact.code(), "DUPLICATE");
+    assert_eq!(near.code(), "DUPLICATE");
+    assert_eq!(assert_usage_is_listed(&app, &s).await, (1, bytes(&[BASE])));
+}
+
+#[tokio::test]
+async fn a_batch_under_supersede_or_merge_counts_each_inner_duplicate_once() {
+    let app = TestApp::spawn().await;
+    let superseding = space(&app, "SUPERSEDE", None).await;
+    let merging = space(&app, "MERGE", None).await;
+
+    batched(&app, &superseding, batch_with_inner_duplicate()).await;
+    batched(&app, &merging, batch_with_inner_duplicate()).await;
+
+    assert_eq!(
+        assert_usage_is_listed(&app, &superseding).await,
+        (2, bytes(&[BASE_RESHAPED, OTHER]))
+    );
+    assert_eq!(
+        assert_usage_is_listed(&app, &merging).await,
+        (2, bytes(&[BASE, OTHER]))
+    );
+
+    // A second batch superseding (merging into) the stored memories, twice over.
+    let again = json!([{ "content": NEAR }, { "content": BASE }, { "content": FAR }]);
+    batched(&app, &superseding, again.clone()).await;
+    batched(&app, &merging, again).await;
+
+    let superseded = assert_usage_is_listed(&app, &superseding).await;
+    assert_eq!(
+        superseded.0,
+        listed(&app, &superseding, false).await.len() as i64
+    );
+    let merged = assert_usage_is_listed(&app, &merging).await;
+    assert_eq!(merged.0, listed(&app, &merging, false).await.len() as i64);
+}
+
+#[tokio::test]
+async fn a_batch_rejected_at_its_last_item_leaves_the_memory_counts_unchanged() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "REJECT", None).await;
+    created(&app, &s, BASE, json!({})).await;
+    let before = assert_usage_is_listed(&app, &s).await;
+
+    // The first two items are new: the failure comes inside the write's transaction.
+    let r = batch(
+        &app,
+        &s,
+        json!([{ "content": OTHER }, { "content": FAR, "onDuplicate": "ALLOW" }, { "content": BASE_RESHAPED }]),
+    )
+    .await;
+
+    assert_duplicate(&r, None, Some(2));
+    assert_eq!(assert_usage_is_listed(&app, &s).await, before);
+}
+
+#[tokio::test]
+async fn editing_or_deleting_a_superseded_memory_leaves_the_memory_counts_alone() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "SUPERSEDE", None).await;
+    let old = created(&app, &s, BASE, json!({})).await;
+    created(&app, &s, BASE_RESHAPED, json!({})).await;
+    let before = assert_usage_is_listed(&app, &s).await;
+
+    update(
+        &app,
+        &id(&old),
+        json!({ "content": "a much longer text than before, é" }),
+        None,
+    )
+    .await
+    .data();
+    assert_eq!(assert_usage_is_listed(&app, &s).await, before);
+    app.gql(
+        "mutation($id:ID!){ deleteMemory(id:$id) }",
+        json!({ "id": id(&old) }),
+    )
+    .await
+    .data();
+    assert_eq!(assert_usage_is_listed(&app, &s).await, before);
+}
+
+#[tokio::test]
+async fn an_existing_external_id_changes_no_memory_count() {
+    let app = TestApp::spawn().await;
+    let s = space(&app, "ALLOW", None).await;
+    created(&app, &s, BASE, json!({ "externalId": "ext-1" })).await;
+
+    created(&app, &s, OTHER, json!({ "externalId": "ext-1" })).await;
+    batched(
+        &app,
+        &s,
+        json!([{ "content": FAR, "externalId": "ext-1" }, { "content": NEAR, "externalId": "ext-2" }]),
+    )
+    .await;
+
+    assert_eq!(
+        assert_usage_is_listed(&app, &s).await,
+        (2, bytes(&[BASE, NEAR]))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_under_supersede_or_merge_keep_exact_memory_counts() {
+    let app = TestApp::spawn().await;
+    let superseding = space(&app, "SUPERSEDE", None).await;
+    let merging = space(&app, "MERGE", None).await;
+    let texts = [BASE, NEAR, BASE_RESHAPED, NEAR, BASE, OTHER, OTHER, BASE];
+
+    let (a, b) = futures::future::join(
+        race(&app, &superseding, &texts, json!({})),
+        race(&app, &merging, &texts, json!({})),
+    )
+    .await;
+
+    for r in a.iter().chain(&b) {
+        r.data();
+    }
+    assert_eq!(assert_usage_is_listed(&app, &superseding).await.0, 2);
+    assert_eq!(assert_usage_is_listed(&app, &merging).await.0, 2);
 }
