@@ -138,7 +138,13 @@ impl RemoteEmbedder {
     pub fn key_variable(name: &str) -> String {
         let upper: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("MEMSPACE_EMBEDDER_{upper}_API_KEY")
     }
@@ -181,7 +187,10 @@ impl EmbedderArgs {
             remote.push(r);
         }
         Ok(EmbedderConfig {
-            default: self.default_embedder.clone().filter(|d| !d.trim().is_empty()),
+            default: self
+                .default_embedder
+                .clone()
+                .filter(|d| !d.trim().is_empty()),
             models_dir: Some(self.models_dir.clone()),
             remote,
             timeout: std::time::Duration::from_secs(self.embedder_timeout_secs.max(1)),
@@ -268,16 +277,27 @@ mod tests {
 
     #[test]
     fn remote_embedder_specs_parse_or_say_what_is_wrong() {
-        let r = RemoteEmbedder::parse("oa=openai:text-embedding-3-small@https://api.openai.com/v1/")
-            .unwrap();
+        let r =
+            RemoteEmbedder::parse("oa=openai:text-embedding-3-small@https://api.openai.com/v1/")
+                .unwrap();
         assert_eq!(r.name, "oa");
         assert_eq!(r.model, "text-embedding-3-small");
         assert_eq!(r.url, "https://api.openai.com/v1");
-        assert!(RemoteEmbedder::parse("oa").unwrap_err().contains("NAME=openai:MODEL@BASE_URL"));
-        assert!(RemoteEmbedder::parse("Bad Name=openai:m@http://x").unwrap_err().contains("name"));
-        assert!(RemoteEmbedder::parse("oa=cohere:m@http://x").unwrap_err().contains("provider"));
-        assert!(RemoteEmbedder::parse("oa=openai:@http://x").unwrap_err().contains("model"));
-        assert!(RemoteEmbedder::parse("oa=openai:m@ftp://x").unwrap_err().contains("URL"));
+        assert!(RemoteEmbedder::parse("oa")
+            .unwrap_err()
+            .contains("NAME=openai:MODEL@BASE_URL"));
+        assert!(RemoteEmbedder::parse("Bad Name=openai:m@http://x")
+            .unwrap_err()
+            .contains("name"));
+        assert!(RemoteEmbedder::parse("oa=cohere:m@http://x")
+            .unwrap_err()
+            .contains("provider"));
+        assert!(RemoteEmbedder::parse("oa=openai:@http://x")
+            .unwrap_err()
+            .contains("model"));
+        assert!(RemoteEmbedder::parse("oa=openai:m@ftp://x")
+            .unwrap_err()
+            .contains("URL"));
         assert_eq!(
             RemoteEmbedder::key_variable("open-ai.small"),
             "MEMSPACE_EMBEDDER_OPEN_AI_SMALL_API_KEY"

@@ -65,6 +65,9 @@ impl Db {
                 .max_connections(pool_size.max(2))
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
+                // No ping before every checkout (a round trip per statement): a broken
+                // connection fails its statement and is dropped by the pool instead.
+                .test_before_acquire(false)
                 .sqlx_logging(false);
             let pool = Database::connect(options)
                 .await

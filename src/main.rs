@@ -3,6 +3,11 @@ use memspace::config::{DatabaseArgs, ServeArgs};
 use memspace::{db::Db, directory::service, Config};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a GraphQL request allocates many small objects across
+/// threads, and glibc's allocator was a fifth of the server's CPU profile under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Memspace: a GraphQL server for shared memory spaces.
 #[derive(Parser)]
 #[command(version, about)]

@@ -36,6 +36,9 @@ enum Cmd {
         /// Searches per mode and size.
         #[arg(long, default_value_t = 200)]
         searches: usize,
+        /// Embedder of the benchmark's space (e.g. `minilm-l6-v2`, after scripts/fetch-model).
+        #[arg(long, default_value = "builtin-hash-384")]
+        embedder: String,
     },
     /// Neural embedding throughput (minilm-l6-v2 on CPU).
     Embed {
@@ -117,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
             memories,
             database_url,
             searches,
-        } => search(memories, database_url, searches).await,
+            embedder,
+        } => search(memories, database_url, searches, embedder).await,
         Cmd::Embed {
             model_dir,
             texts,
@@ -130,6 +134,7 @@ async fn search(
     memories: usize,
     database_url: Option<String>,
     searches: usize,
+    embedder: String,
 ) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let url =
@@ -143,10 +148,11 @@ async fn search(
 
     let space = bench
         .run(
-            "mutation { createSpace(input: {name: \"bench\"}) { id } }",
-            json!({}),
+            "mutation($e: String!) { createSpace(input: {name: \"bench\", embedder: $e}) { id } }",
+            json!({ "e": embedder }),
         )
         .await;
+    eprintln!("embedder: {embedder}");
     let space_id = space["createSpace"]["id"]
         .as_str()
         .unwrap_or_default()
@@ -235,29 +241,25 @@ async fn search(
 
 /// Deterministic English-like sentences of 14 to 22 words (18 on average).
 fn english_sentences(n: usize) -> Vec<String> {
-    const WORDS: &[&str] = &[
-        "the", "a", "user", "prefers", "dark", "mode", "and", "wants", "short", "answers",
-        "meeting", "with", "team", "on", "monday", "about", "project", "deadline", "budget",
-        "review", "customer", "reported", "bug", "in", "login", "page", "after", "update",
-        "password", "reset", "email", "was", "sent", "to", "support", "ticket", "closed",
-        "yesterday", "because", "server", "restarted", "during", "deployment", "of", "new",
-        "release", "database", "migration", "failed", "for", "large", "tables", "we", "should",
-        "add", "an", "index", "on", "created", "date", "column", "she", "likes", "coffee",
-        "without", "sugar", "every", "morning", "before", "work", "he", "travels", "to",
-        "berlin", "next", "week", "for", "conference", "on", "machine", "learning", "invoice",
-        "is", "due", "end", "month", "remember", "call", "back", "client", "regarding",
-        "contract", "renewal", "is", "the", "api", "rate", "limit", "too", "low", "our",
-        "mobile", "app", "crashes", "when", "offline", "documentation", "needs", "examples",
-        "search", "results", "are", "slow", "large", "spaces", "agent", "summarised",
-        "conversation", "notes", "into", "memory", "favourite", "programming", "language",
-        "rust", "python", "garden", "needs", "watering", "twice", "weekly", "summer",
-    ];
+    const WORDS: &str = "\
+        the a user prefers dark mode and wants short answers meeting with team on monday \
+        about project deadline budget review customer reported bug in login page after \
+        update password reset email was sent to support ticket closed yesterday because \
+        server restarted during deployment of new release database migration failed for \
+        large tables we should add an index on created date column she likes coffee without \
+        sugar every morning before work he travels to berlin next week for conference on \
+        machine learning invoice is due end month remember call back client regarding \
+        contract renewal is the api rate limit too low our mobile app crashes when offline \
+        documentation needs examples search results are slow large spaces agent summarised \
+        conversation notes into memory favourite programming language rust python garden \
+        needs watering twice weekly summer";
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
     let mut rng = StdRng::seed_from_u64(18);
     (0..n)
         .map(|_| {
-            let words = rng.gen_range(14..=22);
-            (0..words)
-                .map(|_| WORDS[rng.gen_range(0..WORDS.len())])
+            let count = rng.gen_range(14..=22);
+            (0..count)
+                .map(|_| words[rng.gen_range(0..words.len())])
                 .collect::<Vec<_>>()
                 .join(" ")
         })

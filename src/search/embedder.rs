@@ -90,7 +90,10 @@ impl Registry {
         }
         for spec in &config.remote {
             if registry.get(&spec.name).is_some() || registry.unavailable(&spec.name).is_some() {
-                anyhow::bail!("embedder name {:?} is taken by a built-in embedder", spec.name);
+                anyhow::bail!(
+                    "embedder name {:?} is taken by a built-in embedder",
+                    spec.name
+                );
             }
             let remote = Arc::new(
                 super::remote::RemoteEmbedder::new(spec.clone(), config)
@@ -196,7 +199,9 @@ impl Registry {
                 )));
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(EmbedError("returned a vector with a non-finite value".into()));
+                return Err(EmbedError(
+                    "returned a vector with a non-finite value".into(),
+                ));
             }
         }
         Ok(vectors)
@@ -322,7 +327,9 @@ mod tests {
     use super::*;
 
     fn embed(t: &str) -> Vec<f32> {
-        HashEmbedder::new("h", 384).embed_texts(&[t.to_string()]).remove(0)
+        HashEmbedder::new("h", 384)
+            .embed_texts(&[t.to_string()])
+            .remove(0)
     }
 
     #[test]

@@ -44,11 +44,7 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<MiniLm>>> {
 
 async fn load(dir: PathBuf) -> anyhow::Result<Arc<MiniLm>> {
     let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-    if let Some(model) = loaded()
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&key).cloned())
-    {
+    if let Some(model) = loaded().lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(model);
     }
     let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir)).await??;

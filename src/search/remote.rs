@@ -135,7 +135,9 @@ impl RemoteEmbedder {
             .dimension
             .compare_exchange(0, len, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => tracing::info!(embedder = %self.spec.name, dimension = len, "remote embedder answered"),
+            Ok(_) => {
+                tracing::info!(embedder = %self.spec.name, dimension = len, "remote embedder answered")
+            }
             Err(known) if known != len => {
                 return Err(answer(format!(
                     "answered {len}-dimensional vectors; this embedder's dimension is {known}"
@@ -175,7 +177,10 @@ impl RemoteEmbedder {
     /// Asks once for one vector, to learn the dimension before the first write (logged, never
     /// fatal: the server starts while the API is down).
     pub async fn probe(self: Arc<Self>) {
-        if let Err(e) = self.call_with_retries(&["dimension probe".to_string()]).await {
+        if let Err(e) = self
+            .call_with_retries(&["dimension probe".to_string()])
+            .await
+        {
             tracing::warn!(embedder = %self.spec.name, reason = %e.0, "remote embedder did not answer at start");
         }
     }

@@ -756,7 +756,11 @@ impl SpaceMutation {
             duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
-        Ok(service::create(&ctx.db().write, &ctx.db().embedders, p, new).await?.into())
+        Ok(
+            service::create(&ctx.db().write, &ctx.db().embedders, p, new)
+                .await?
+                .into(),
+        )
     }
 
     /// Changes a space (OWNER permission). Owner, embedder and chunking are immutable.

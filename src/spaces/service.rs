@@ -210,7 +210,10 @@ fn embedder_name(registry: &embedder::Registry, name: Option<String>) -> AppResu
     Err(AppError::validation(
         "embedder",
         match registry.unavailable(&name) {
-            Some(u) => format!("embedder {name:?} is not available here ({}); available: {available}", u.reason),
+            Some(u) => format!(
+                "embedder {name:?} is not available here ({}); available: {available}",
+                u.reason
+            ),
             None => format!("unknown embedder {name:?}; available: {available}"),
         },
     ))

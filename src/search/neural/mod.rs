@@ -20,8 +20,11 @@ pub const INSTALL_HINT: &str = "scripts/fetch-model";
 
 /// sentence-transformers' `max_seq_length` for this model; longer texts are truncated.
 const MAX_TOKENS: usize = 256;
-/// Texts per forward pass. Inputs are sorted by length first, so a batch pads little.
-const BATCH: usize = 32;
+/// At most this many texts per forward pass (throughput is flat from 32 to 128 texts a batch
+/// of short sentences, and drops below 32)...
+const BATCH_TEXTS: usize = 64;
+/// ...and this many tokens, so batches of long texts stay small.
+const BATCH_TOKENS: usize = 4096;
 
 /// Where the model files are looked for by default: `models/all-MiniLM-L6-v2` (relative to cwd).
 pub fn default_model_dir() -> PathBuf {
@@ -32,7 +35,6 @@ pub fn default_model_dir() -> PathBuf {
 pub struct MiniLm {
     model: bert::BertModel,
     tokenizer: Tokenizer,
-    device: Device,
 }
 
 impl MiniLm {
@@ -76,20 +78,15 @@ impl MiniLm {
             }))
             .map_err(|e| anyhow::anyhow!("configuring the tokenizer: {e}"))?;
 
-        let device = Device::Cpu;
-        // SAFETY: the file is memory-mapped read-only; we do not modify it, and the mapping is
-        // only read while loading (the tensors are copied out of it).
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)
-        }
-        .with_context(|| format!("opening {}", weights_path.display()))?;
+        // Read, not memory-mapped: mapping is `unsafe` (the file could change under us) and
+        // saves nothing, since the tensors are copied out once at load.
+        let weights = std::fs::read(&weights_path)
+            .with_context(|| format!("reading {}", weights_path.display()))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .with_context(|| format!("parsing {}", weights_path.display()))?;
         let model = bert::BertModel::load(vb, &config)
             .with_context(|| format!("loading weights from {}", weights_path.display()))?;
-        Ok(MiniLm {
-            model,
-            tokenizer,
-            device,
-        })
+        Ok(MiniLm { model, tokenizer })
     }
 
     /// CPU, synchronous (the caller runs it on tokio's blocking pool). One L2-normalised
@@ -100,26 +97,24 @@ impl MiniLm {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
-        // Batches of similar lengths: their attention work is alike, and a batch stays small
-        // when it holds long texts.
+        // Sorted by length, so a batch holds texts of similar size: its attention work is
+        // alike and a batch of long texts stays small.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
-        let bs: usize = std::env::var("MS_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH);
-        let batches: Vec<&[usize]> = order.chunks(bs).collect();
-        // One batch per core at a time: each GEMM is then single-threaded and no core waits at
-        // a barrier inside a layer. A lone batch (a query) still spreads over the rayon pool.
-        let embed = |chunk: &&[usize]| {
-            let ids: Vec<&[u32]> = chunk.iter().map(|&i| encodings[i].get_ids()).collect();
-            self.embed_batch(&ids)
-        };
-        let results: Vec<anyhow::Result<Vec<Vec<f32>>>> = if std::env::var("MS_MODE").as_deref() == Ok("seq") {
-            batches.iter().map(embed).collect()
-        } else {
-            batches.par_iter().map(embed).collect()
-        };
+        let batches = batches(&order, |i| encodings[i].len());
+        // Batches run in parallel, one per core: each GEMM then runs on one thread with no
+        // barrier per layer (measured 1.3× the throughput of splitting every GEMM across the
+        // cores). A single batch, such as a search query, still spreads over the pool.
+        let results: Vec<anyhow::Result<Vec<Vec<f32>>>> = batches
+            .par_iter()
+            .map(|batch| {
+                let ids: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].get_ids()).collect();
+                self.embed_batch(&ids)
+            })
+            .collect();
         let mut out = vec![Vec::new(); texts.len()];
-        for (chunk, vectors) in batches.iter().zip(results) {
-            for (&i, vector) in chunk.iter().zip(vectors?) {
+        for (batch, vectors) in batches.iter().zip(results) {
+            for (&i, vector) in batch.iter().zip(vectors?) {
                 out[i] = vector;
             }
         }
@@ -153,6 +148,27 @@ impl MiniLm {
         }
         Ok(out)
     }
+}
+
+/// Splits `order` (indices sorted by length) into consecutive batches within the limits, and
+/// into at least as many batches as there are threads when there is enough input.
+fn batches(order: &[usize], tokens: impl Fn(usize) -> usize) -> Vec<&[usize]> {
+    let threads = rayon::current_num_threads().max(1);
+    let max_texts = order.len().div_ceil(threads).clamp(1, BATCH_TEXTS);
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (at, &i) in order.iter().enumerate() {
+        let n = tokens(i);
+        if at > start && (at - start == max_texts || used + n > BATCH_TOKENS) {
+            out.push(&order[start..at]);
+            (start, used) = (at, 0);
+        }
+        used += n;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
 }
 
 /// The number of threads embedding runs on (rayon's global pool).
@@ -243,6 +259,7 @@ mod tests {
     #[test]
     fn a_batch_embeds_like_one_text_at_a_time_in_input_order() {
         let Some(model) = model() else { return };
+        // ~560 tokens: more than the 512 positions the model has, so this also shows truncation.
         let long = "a much longer text that goes on and on about memory servers, ".repeat(40);
         let texts = [
             "short",
@@ -269,9 +286,52 @@ mod tests {
     }
 
     #[test]
+    fn many_texts_come_back_in_input_order() {
+        let Some(model) = model() else { return };
+        let texts: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    "note {i}: {}",
+                    "the meeting moved to next week ".repeat(i % 7)
+                )
+            })
+            .collect();
+        let forward: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let backward: Vec<&str> = forward.iter().rev().copied().collect();
+        let (a, b) = (embed(&model, &forward), embed(&model, &backward));
+        for (i, v) in a.iter().enumerate() {
+            let w = &b[texts.len() - 1 - i];
+            assert!(cosine(v, w) > 0.9999, "text {i} moved");
+        }
+        // The check can tell the texts apart: the closest pair differs more than that.
+        assert!(cosine(&a[0], &a[7]) < 0.999);
+    }
+
+    #[test]
     fn no_texts_give_no_vectors() {
         let Some(model) = model() else { return };
         assert!(embed(&model, &[]).is_empty());
+    }
+
+    #[test]
+    fn batches_keep_the_order_and_respect_the_limits() {
+        let order: Vec<usize> = (0..300).collect();
+        let short = batches(&order, |_| 10);
+        assert!(short.iter().all(|b| b.len() <= BATCH_TEXTS));
+        assert_eq!(short.concat(), order);
+        let long = batches(&order, |_| 256);
+        assert!(long.iter().all(|b| b.len() * 256 <= BATCH_TOKENS));
+        assert_eq!(long.concat(), order);
+        let huge = batches(&order[..3], |_| BATCH_TOKENS + 1);
+        assert_eq!(huge, vec![&[0][..], &[1], &[2]]);
+        assert!(batches(&[], |_| 1).is_empty());
+    }
+
+    #[test]
+    fn a_few_texts_are_split_across_the_threads() {
+        let order: Vec<usize> = (0..10).collect();
+        let split = batches(&order, |_| 10);
+        assert_eq!(split.len(), rayon::current_num_threads().clamp(1, 10));
     }
 
     #[test]
