@@ -231,7 +231,7 @@ async fn search(
         println!("{line}");
     }
     println!(
-        "ingest total: {} memories in {:.1}s = {:.0} memories/s (batches of 1000, builtin-hash-384)",
+        "ingest total: {} memories in {:.1}s = {:.0} memories/s (batches of 1000, {embedder})",
         ingested,
         ingest_time.as_secs_f64(),
         ingested as f64 / ingest_time.as_secs_f64()
