@@ -95,7 +95,12 @@ async fn graphiql_runs_a_query_with_an_api_key_in_headless_chromium() {
         .expect("webdriver session");
 
     let page = format!("{}/graphql", app.url);
-    client.goto(&page).await.expect("page loads");
+    // Storage is set from another page of the same origin, before GraphiQL ever runs: a
+    // GraphiQL page open meanwhile saves its own tab state (debounced) over ours.
+    client
+        .goto(&format!("{}/healthz", app.url))
+        .await
+        .expect("origin page loads");
     // The key goes where a user types it: GraphiQL's headers, kept in local storage.
     let headers = json!({ "Authorization": format!("Bearer {}", app.admin_key) }).to_string();
     client
@@ -110,7 +115,7 @@ async fn graphiql_runs_a_query_with_an_api_key_in_headless_chromium() {
         )
         .await
         .expect("storage set");
-    client.refresh().await.expect("reload");
+    client.goto(&page).await.expect("GraphiQL loads");
     let run = client
         .wait()
         .at_most(Duration::from_secs(30))
