@@ -287,6 +287,22 @@ async fn embed_chunks(
         .collect())
 }
 
+/// CONFLICT for a guarded update that matched no row: the memory's version moved past `read`.
+async fn conflict(db: &impl ConnectionTrait, id: Uuid, read: i32) -> AppError {
+    let now_at: Result<Option<i32>, _> = memory::Entity::find_by_id(id)
+        .select_only()
+        .column(memory::Column::Version)
+        .into_tuple()
+        .one(db)
+        .await;
+    match now_at {
+        Ok(v) => AppError::Conflict {
+            current_version: v.unwrap_or(read),
+        },
+        Err(e) => e.into(),
+    }
+}
+
 fn author(principal: &Principal) -> (String, Uuid) {
     (principal.kind.as_str().to_string(), principal.id)
 }
@@ -735,15 +751,7 @@ pub async fn create_many(
             .exec(&txn)
             .await?;
         if updated.rows_affected == 0 {
-            let now_at: Option<i32> = memory::Entity::find_by_id(m.id)
-                .select_only()
-                .column(memory::Column::Version)
-                .into_tuple()
-                .one(&txn)
-                .await?;
-            return Err(AppError::Conflict {
-                current_version: now_at.unwrap_or(read),
-            });
+            return Err(conflict(&txn, m.id, read).await);
         }
         if !extra_tags.is_empty() {
             memory_tag::Entity::insert_many(extra_tags.iter().map(|t| memory_tag::ActiveModel {
@@ -1099,15 +1107,7 @@ pub async fn update(
             .exec(&txn)
             .await?;
         if updated.rows_affected == 0 {
-            let now_at: Option<i32> = memory::Entity::find_by_id(id)
-                .select_only()
-                .column(memory::Column::Version)
-                .into_tuple()
-                .one(&txn)
-                .await?;
-            return Err(AppError::Conflict {
-                current_version: now_at.unwrap_or(current.version),
-            });
+            return Err(conflict(&txn, id, current.version).await);
         }
         audit::cross_tenant(&txn, principal, "memory.update", [&access.space]).await?;
         events.push(event(principal, &db.bus, MemoryEventKind::Updated, &m));
