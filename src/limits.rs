@@ -7,6 +7,10 @@
 //! default limit. Introspection (all root fields `__…`) is exempt from depth and complexity so
 //! GraphiQL's schema query works; the parser's recursion guard still applies to it.
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Field, FragmentDefinition, OperationDefinition,
@@ -193,14 +197,69 @@ fn is_introspection(op: &OperationDefinition) -> bool {
         })
 }
 
+/// Parsed documents by query text, most recently used kept. Clients send the same few query
+/// texts over and over; parsing one (a PEG parser) cost more than cloning its syntax tree.
+/// Only documents that parsed and passed the nesting guard are kept; variables and limits
+/// are still checked per request, and the engine still validates every document.
+pub struct Documents(Mutex<LruCache<Box<str>, ExecutableDocument>>);
+
+/// Texts longer than this are parsed every time rather than kept.
+const MAX_CACHED_QUERY_BYTES: usize = 16 * 1024;
+
+impl Documents {
+    pub fn new(capacity: usize) -> Documents {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Documents(Mutex::new(LruCache::new(capacity)))
+    }
+
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() <= MAX_CACHED_QUERY_BYTES {
+            let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            cache.put(query.into(), doc.clone());
+        }
+    }
+}
+
+impl Default for Documents {
+    fn default() -> Self {
+        Documents::new(512)
+    }
+}
+
 /// Checks a request's query against the limits. Documents that do not parse pass through (the
-/// engine reports them), except when the parser's recursion guard trips.
+/// engine reports them), except when the parser's recursion guard trips. A document that
+/// parsed is returned, for the engine to execute without parsing it again.
 pub fn check(
     query: &str,
     operation_name: Option<&str>,
     variables: &Variables,
     limits: &QueryLimits,
-) -> Result<(), TooComplex> {
+    documents: &Documents,
+) -> Result<Option<ExecutableDocument>, TooComplex> {
+    let doc = match documents.get(query) {
+        Some(doc) => doc,
+        None => {
+            let doc = parse(query, limits)?;
+            if let Some(doc) = &doc {
+                documents.put(query, doc);
+            }
+            match doc {
+                Some(doc) => doc,
+                None => return Ok(None),
+            }
+        }
+    };
+    check_document(doc, operation_name, variables, limits)
+}
+
+/// Parses a query, refusing absurd nesting before the recursive parser sees it; `None` when it
+/// does not parse (the engine reports the syntax error itself, with its position).
+fn parse(query: &str, limits: &QueryLimits) -> Result<Option<ExecutableDocument>, TooComplex> {
     // Brackets per level: `{` of the selection plus `(`/`[` of arguments; allow some slack.
     let nesting_cap = limits.max_depth * 2 + 16;
     let nesting = raw_nesting(query);
@@ -211,17 +270,24 @@ pub fn check(
             measured: nesting,
         });
     }
-    let doc = match async_graphql::parser::parse_query(query) {
-        Ok(doc) => doc,
-        Err(async_graphql::parser::Error::RecursionLimitExceeded) => {
-            return Err(TooComplex {
-                kind: "depth",
-                limit: limits.max_depth,
-                measured: 64,
-            })
-        }
-        Err(_) => return Ok(()),
-    };
+    match async_graphql::parser::parse_query(query) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(async_graphql::parser::Error::RecursionLimitExceeded) => Err(TooComplex {
+            kind: "depth",
+            limit: limits.max_depth,
+            measured: 64,
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Depth, complexity and aliases of the operation(s) of a parsed document.
+fn check_document(
+    doc: ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: &QueryLimits,
+) -> Result<Option<ExecutableDocument>, TooComplex> {
     let ops: Vec<&Positioned<OperationDefinition>> = match &doc.operations {
         DocumentOperations::Single(op) => vec![op],
         DocumentOperations::Multiple(map) => match operation_name {
@@ -270,7 +336,7 @@ pub fn check(
             });
         }
     }
-    Ok(())
+    Ok(Some(doc))
 }
 
 #[cfg(test)]
@@ -278,7 +344,14 @@ mod tests {
     use super::*;
 
     fn run(q: &str) -> Result<(), TooComplex> {
-        check(q, None, &Variables::default(), &QueryLimits::default())
+        check(
+            q,
+            None,
+            &Variables::default(),
+            &QueryLimits::default(),
+            &Documents::default(),
+        )
+        .map(|_| ())
     }
 
     fn nested(depth: usize) -> String {
@@ -317,10 +390,12 @@ mod tests {
     #[test]
     fn variables_feed_first() {
         let q = "query($n: Int) { spaces(first: $n) { edges { node { memories(first: $n) { edges { node { id } } } } } } }";
+        // One cache for both: the second check reuses the parsed document with new variables.
+        let docs = Documents::default();
         let small = Variables::from_json(serde_json::json!({"n": 10}));
-        assert!(check(q, None, &small, &QueryLimits::default()).is_ok());
+        assert!(check(q, None, &small, &QueryLimits::default(), &docs).is_ok());
         let big = Variables::from_json(serde_json::json!({"n": 1000}));
-        assert!(check(q, None, &big, &QueryLimits::default()).is_err());
+        assert!(check(q, None, &big, &QueryLimits::default(), &docs).is_err());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryTrait, Select};
+
 use crate::error::{AppError, AppResult};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -13,6 +15,31 @@ pub fn page_size(first: Option<i32>) -> u64 {
         None => DEFAULT_PAGE_SIZE,
         Some(n) => (n.max(1) as u64).min(MAX_PAGE_SIZE),
     }
+}
+
+/// Runs `select` (ordered, without a limit of its own) for at most `limit` rows, each decoded
+/// as `M`.
+///
+/// The LIMIT is written into the SQL text instead of being bound as a parameter. PostgreSQL
+/// keeps a prepared statement's generic plan only when it costs no more than the custom plans
+/// it has made so far; with `LIMIT $n` the generic plan must assume a limit of a tenth of the
+/// table, so it never wins and every execution is planned anew (for the spaces page, planning
+/// was ~0.1 ms beside ~0.04 ms of execution, and PostgreSQL's share of the CPU per request
+/// halved without it). With a literal limit the generic plan is kept after the fifth
+/// execution. Page sizes are clamped to 1–1000, so a client's few sizes make few statements.
+pub async fn fetch_limited<E, M>(
+    select: Select<E>,
+    limit: u64,
+    db: &impl ConnectionTrait,
+) -> Result<Vec<M>, DbErr>
+where
+    E: EntityTrait,
+    M: FromQueryResult,
+{
+    let mut statement = select.build(db.get_database_backend());
+    statement.sql.push_str(" LIMIT ");
+    statement.sql.push_str(&limit.to_string());
+    M::find_by_statement(statement).all(db).await
 }
 
 /// A position in an ordered list: the sort kind plus the sort-column values of the last row seen.

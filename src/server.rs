@@ -46,6 +46,7 @@ pub struct AppState {
     pub limits: Arc<ServerLimits>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
+    pub documents: Arc<limits::Documents>,
 }
 
 impl AppState {
@@ -61,6 +62,7 @@ impl AppState {
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::new()),
             rate_limiter,
+            documents: Arc::new(limits::Documents::default()),
         }
     }
 }
@@ -465,20 +467,27 @@ async fn run(
             "VALIDATION_ERROR".into(),
         );
     }
-    if let Err(too) = limits::check(
+    let mut request = request;
+    match limits::check(
         &request.query,
         request.operation_name.as_deref(),
         &request.variables,
         &state.limits.query,
+        &state.documents,
     ) {
-        let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message())
-            .with("kind", serde_json::json!(too.kind))
-            .with("limit", serde_json::json!(too.limit))
-            .with("measured", serde_json::json!(too.measured));
-        return (
-            error_response(headers, r, trace_id),
-            "QUERY_TOO_COMPLEX".into(),
-        );
+        // Parsed once: the engine executes this document instead of parsing the text again.
+        Ok(Some(document)) => request.set_parsed_query(document),
+        Ok(None) => {}
+        Err(too) => {
+            let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message())
+                .with("kind", serde_json::json!(too.kind))
+                .with("limit", serde_json::json!(too.limit))
+                .with("measured", serde_json::json!(too.measured));
+            return (
+                error_response(headers, r, trace_id),
+                "QUERY_TOO_COMPLEX".into(),
+            );
+        }
     }
 
     let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
@@ -536,16 +545,18 @@ async fn run(
     } else {
         StatusCode::OK
     };
-    let serialized = serde_json::to_value(&response).map(|mut v| {
+    let serialized = if request_error {
         // A request that never executed (parse or validation failure) has no `data` entry.
-        if request_error {
+        serde_json::to_value(&response).and_then(|mut v| {
             if let Some(obj) = v.as_object_mut() {
                 obj.remove("data");
             }
-        }
-        v
-    });
-    let body = match serialized.and_then(|v| serde_json::to_vec(&v)) {
+            serde_json::to_vec(&v)
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let body = match serialized {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "response serialisation failed");

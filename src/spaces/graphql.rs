@@ -29,6 +29,8 @@ pub struct Space {
     pub model: space::Model,
     pub grants: Vec<space_grant::Model>,
     pub permission: Permission,
+    /// Read with the space by a list; otherwise `memoryCount` goes through the loader.
+    pub stats: Option<MemoryStats>,
 }
 
 impl From<SpaceAccess> for Space {
@@ -37,6 +39,7 @@ impl From<SpaceAccess> for Space {
             model: a.space,
             grants: a.grants,
             permission: a.permission,
+            stats: a.stats,
         }
     }
 }
@@ -257,11 +260,11 @@ impl Space {
             .map(SpaceToken)
             .collect())
     }
-    /// Live memories in the space (DataLoader-batched across a page of spaces).
+    /// Live memories in the space (read with the page by `spaces`, DataLoader-batched elsewhere).
     async fn memory_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(self.stats(ctx).await?.count)
     }
-    /// Bytes of memory content in the space (DataLoader-batched).
+    /// Bytes of memory content in the space (read like `memoryCount`).
     async fn used_storage(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(self.stats(ctx).await?.bytes)
     }
@@ -330,6 +333,9 @@ impl Space {
 
 impl Space {
     async fn stats(&self, ctx: &Context<'_>) -> Result<MemoryStats> {
+        if let Some(stats) = self.stats {
+            return Ok(stats);
+        }
         Ok(ctx
             .loaders()?
             .memory_stats
@@ -602,19 +608,28 @@ impl SpaceQuery {
 pub async fn prefetch_spaces(
     ctx: &Context<'_>,
     node: async_graphql::Lookahead<'_>,
-    spaces: &[&space::Model],
+    page: &[SpaceAccess],
 ) -> Result<()> {
-    if spaces.is_empty() {
+    if page.is_empty() {
         return Ok(());
     }
     let loaders = ctx.loaders()?;
+    let spaces: Vec<&space::Model> = page.iter().map(|a| &a.space).collect();
     let ids: Vec<uuid::Uuid> = spaces.iter().map(|s| s.id).collect();
     if node.field("memoryCount").exists() || node.field("usedStorage").exists() {
-        loaders
-            .memory_stats
-            .load_many(ids.clone())
-            .await
-            .map_err(loader_err)?;
+        // Lists read the stats with the spaces; load only what they did not.
+        let missing: Vec<uuid::Uuid> = page
+            .iter()
+            .filter(|a| a.stats.is_none())
+            .map(|a| a.space.id)
+            .collect();
+        if !missing.is_empty() {
+            loaders
+                .memory_stats
+                .load_many(missing)
+                .await
+                .map_err(loader_err)?;
+        }
     }
     if node.field("labels").exists() {
         loaders
@@ -688,8 +703,10 @@ pub async fn list_spaces(
     let with_grants = ["viewerPermission", "grants", "tokens"]
         .iter()
         .any(|f| node.field(f).exists());
+    let with_stats = node.field("memoryCount").exists() || node.field("usedStorage").exists();
     let query = ListQuery {
         with_grants,
+        with_stats,
         first,
         after,
         filter: ListFilter {
@@ -712,8 +729,7 @@ pub async fn list_spaces(
     };
     let result = service::list(ctx.db(), p, query).await?;
     let page = result.page;
-    let models: Vec<&space::Model> = page.items.iter().map(|a| &a.space).collect();
-    prefetch_spaces(ctx, ctx.look_ahead().field("edges").field("node"), &models).await?;
+    prefetch_spaces(ctx, node, &page.items).await?;
     let (edges, page_info) = page.into_edges(
         |access| service::cursor_of(&access.space, order_field),
         |cursor, access| SpaceEdge {

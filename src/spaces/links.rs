@@ -109,6 +109,7 @@ pub async fn linked(
                 space: s,
                 grants: mine,
                 permission,
+                stats: None,
             })
         })
         .collect())

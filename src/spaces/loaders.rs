@@ -92,6 +92,7 @@ impl Loader<Uuid> for SpaceAccessLoader {
                         space,
                         grants: mine,
                         permission,
+                        stats: None,
                     },
                 );
             }

@@ -1,7 +1,7 @@
 //! Spaces: validation, defaults, ownership, uniqueness, pagination, filters, updates, the soft
 //! delete life cycle, owner-only operations, visibility across users and organizations, and the
 //! number of SQL statements a page costs.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -1089,4 +1089,53 @@ async fn a_page_of_spaces_with_owners_labels_tags_and_organization_costs_the_sam
         cost_5, cost_40,
         "statements for 5 spaces: {cost_5}, for 40: {cost_40} (N+1)"
     );
+}
+
+/// The benchmark's query: the page and every space's memory count come from one statement
+/// (the counters and the expired-memory correction are columns of the list itself).
+#[tokio::test]
+async fn a_page_of_spaces_with_memory_counts_and_storage_is_one_statement() {
+    let app = TestApp::spawn().await;
+    let contents = |n: usize| (0..n).map(|i| format!("memory {i}")).collect::<Vec<_>>();
+    let mut expected = HashMap::new();
+    for (name, n) in [("none", 0), ("two", 2), ("five", 5)] {
+        let id = app.space_as(&app.admin_key, name, json!({})).await;
+        if n > 0 {
+            app.memories_as(&app.admin_key, &id, &contents(n)).await;
+        }
+        let bytes: usize = contents(n).iter().map(|c| c.len()).sum();
+        expected.insert(name.to_string(), (n as i64, bytes as i64));
+    }
+
+    app.warm(&app.admin_key).await;
+    for round in ["first", "second"] {
+        let before = app.statements();
+        let page = app
+            .gql(
+                "{ spaces(first: 50) { edges { node { id name memoryCount usedStorage } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            app.statements() - before,
+            1,
+            "{round} page: the spaces and their counts in one statement"
+        );
+        let got: HashMap<String, (i64, i64)> = page.data()["spaces"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let n = &e["node"];
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    (
+                        n["memoryCount"].as_i64().unwrap(),
+                        n["usedStorage"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{round} page");
+    }
 }
