@@ -1,15 +1,13 @@
 //! Writing and reading audit events.
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::Condition;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::now;
-use crate::pagination::{page_size, Cursor, Page};
+use crate::pagination::{fetch_limited, page_size, Cursor, Page};
 use entity::{audit_event, space};
 
 /// One thing to record: `action` on a resource of `organization_id`.
@@ -141,12 +139,10 @@ pub async fn list(
             ),
         );
     }
-    let rows = select
+    let select = select
         .order_by_desc(audit_event::Column::At)
-        .order_by_desc(audit_event::Column::Id)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+        .order_by_desc(audit_event::Column::Id);
+    let rows: Vec<audit_event::Model> = fetch_limited(select, limit + 1, db).await?;
     Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
 }
 

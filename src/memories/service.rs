@@ -17,7 +17,7 @@ use crate::auth::{Principal, PrincipalKind};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::events::{BusMessage, MemoryEventKind};
-use crate::pagination::{page_size, Cursor, Page};
+use crate::pagination::{fetch_limited, page_size, Cursor, Page};
 use crate::search::chunking::chunk;
 use crate::search::embedder::to_bytes;
 use crate::search::vector_index::VectorIndex;
@@ -1257,7 +1257,7 @@ pub async fn list(
             .order_by_asc(memory::Column::CreatedAt)
             .order_by_asc(memory::Column::Id)
     };
-    let rows = select.limit(limit + 1).all(&db.read).await?;
+    let rows: Vec<memory::Model> = fetch_limited(select, limit + 1, &db.read).await?;
     audit::cross_tenant(&db.write, principal, "memory.read", [space]).await?;
     Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
 }

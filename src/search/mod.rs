@@ -5,6 +5,7 @@ pub mod embedder;
 pub mod fusion;
 pub mod graphql;
 pub mod keyword;
+#[cfg(feature = "neural")]
 pub mod neural;
 pub mod neural_embedder;
 pub mod remote;

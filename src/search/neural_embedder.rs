@@ -3,25 +3,60 @@
 //! A loaded model is kept for the life of the process and shared by every registry that names
 //! the same directory (tests build many apps; a server builds one), so its ~90 MB of weights
 //! are read once.
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use super::embedder::{
-    embed_blocking, EmbedError, EmbedFuture, Embedder, EmbedderKind, Registry, Unavailable,
+//!
+//! The model needs the `neural` cargo feature (on by default). A build without it lists
+//! `minilm-l6-v2` as unavailable and says why.
+use std::path::Path;
+#[cfg(feature = "neural")]
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
 };
-use super::neural::{self, MiniLm};
 
+#[cfg(feature = "neural")]
+use super::embedder::{embed_blocking, EmbedError, EmbedFuture, Embedder};
+use super::embedder::{EmbedderKind, Registry, Unavailable};
+#[cfg(feature = "neural")]
+use super::neural::MiniLm;
+
+pub const NAME: &str = "minilm-l6-v2";
+pub const DIMENSION: usize = 384;
+/// The command that installs the model, for messages.
+pub const INSTALL_HINT: &str = "scripts/fetch-model";
+
+fn unavailable(reason: String) -> Unavailable {
+    Unavailable {
+        name: NAME.to_string(),
+        kind: EmbedderKind::Neural,
+        dimension: DIMENSION,
+        reason,
+    }
+}
+
+/// Without the `neural` feature there is no model to load: the embedder is listed as
+/// unavailable, with the reason.
+#[cfg(not(feature = "neural"))]
+pub async fn register(registry: &mut Registry, _models_dir: &Path) {
+    registry.add_unavailable(unavailable(
+        "this memspace was built without the `neural` cargo feature; rebuild it with default \
+         features to use the model"
+            .to_string(),
+    ));
+}
+
+#[cfg(feature = "neural")]
 pub struct NeuralEmbedder {
     model: Arc<MiniLm>,
 }
 
+#[cfg(feature = "neural")]
 impl Embedder for NeuralEmbedder {
     fn name(&self) -> &str {
-        neural::NAME
+        NAME
     }
     fn dimension(&self) -> usize {
-        neural::DIMENSION
+        DIMENSION
     }
     fn kind(&self) -> EmbedderKind {
         EmbedderKind::Neural
@@ -37,11 +72,13 @@ impl Embedder for NeuralEmbedder {
 }
 
 /// Models loaded by this process, by directory.
+#[cfg(feature = "neural")]
 fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<MiniLm>>> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<MiniLm>>>> = OnceLock::new();
     LOADED.get_or_init(Default::default)
 }
 
+#[cfg(feature = "neural")]
 async fn load(dir: PathBuf) -> anyhow::Result<Arc<MiniLm>> {
     let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
     if let Some(model) = loaded().lock().ok().and_then(|m| m.get(&key).cloned()) {
@@ -57,19 +94,14 @@ async fn load(dir: PathBuf) -> anyhow::Result<Arc<MiniLm>> {
 
 /// Adds `minilm-l6-v2` from `<models_dir>/all-MiniLM-L6-v2`, or lists it as unavailable with
 /// the reason and the command that installs it.
+#[cfg(feature = "neural")]
 pub async fn register(registry: &mut Registry, models_dir: &Path) {
     let dir = models_dir.join("all-MiniLM-L6-v2");
-    let unavailable = |reason: String| Unavailable {
-        name: neural::NAME.to_string(),
-        kind: EmbedderKind::Neural,
-        dimension: neural::DIMENSION,
-        reason,
-    };
     if !dir.join("model.safetensors").is_file() {
         registry.add_unavailable(unavailable(format!(
             "model files not found in {}; install them with `{}`",
             dir.display(),
-            neural::INSTALL_HINT
+            INSTALL_HINT
         )));
         return;
     }
@@ -80,7 +112,7 @@ pub async fn register(registry: &mut Registry, models_dir: &Path) {
             registry.add_unavailable(unavailable(format!(
                 "model in {} failed to load ({e:#}); reinstall it with `{}`",
                 dir.display(),
-                neural::INSTALL_HINT
+                INSTALL_HINT
             )))
         }
     }

@@ -11,7 +11,7 @@ use crate::access::{self, Permission, WorkspaceRole};
 use crate::audit::service::{self as audit, Event};
 use crate::auth::{Principal, PrincipalKind};
 use crate::error::{AppError, AppResult};
-use crate::pagination::{page_size, Cursor, Page};
+use crate::pagination::{fetch_limited, page_size, Cursor, Page};
 use crate::spaces::service::{self as spaces, SpaceAccess};
 use crate::{now, validate};
 use entity::{space, user, workspace, workspace_member};
@@ -339,12 +339,10 @@ pub async fn list(
                 ),
         );
     }
-    let rows = select
+    let select = select
         .order_by_asc(workspace::Column::CreatedAt)
-        .order_by_asc(workspace::Column::Id)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+        .order_by_asc(workspace::Column::Id);
+    let rows: Vec<workspace::Model> = fetch_limited(select, limit + 1, db).await?;
     let page = Page::from_overfetch(rows, limit, after.is_some());
     Ok((
         Page {
@@ -571,12 +569,10 @@ pub async fn members(
                 ),
         );
     }
-    let rows = select
+    let select = select
         .order_by_asc(workspace_member::Column::CreatedAt)
-        .order_by_asc(workspace_member::Column::UserId)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+        .order_by_asc(workspace_member::Column::UserId);
+    let rows: Vec<workspace_member::Model> = fetch_limited(select, limit + 1, db).await?;
     Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
 }
 

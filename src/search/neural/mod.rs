@@ -13,10 +13,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
-pub const NAME: &str = "minilm-l6-v2";
-pub const DIMENSION: usize = 384;
-/// The command that installs the model, for messages.
-pub const INSTALL_HINT: &str = "scripts/fetch-model";
+pub use super::neural_embedder::{DIMENSION, INSTALL_HINT, NAME};
 
 /// sentence-transformers' `max_seq_length` for this model; longer texts are truncated.
 const MAX_TOKENS: usize = 256;
