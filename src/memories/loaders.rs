@@ -40,7 +40,9 @@ impl Loader<Uuid> for MemoryTagsLoader {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStats {
     pub count: i64,
-    pub bytes: i64,
+    /// `None` when the statement did not read them (a list not asked for `usedStorage`); the
+    /// loader always does.
+    pub bytes: Option<i64>,
 }
 
 impl MemoryStats {
@@ -52,26 +54,27 @@ impl MemoryStats {
         count: i64,
         bytes: i64,
         expired: i64,
-        expired_bytes: i64,
+        expired_bytes: Option<i64>,
     ) -> MemoryStats {
         let stats = MemoryStats {
             count: count - expired,
-            bytes: bytes - expired_bytes,
+            bytes: expired_bytes.map(|e| bytes - e),
         };
-        if stats.count < 0 || stats.bytes < 0 {
+        if stats.count < 0 || stats.bytes.is_some_and(|b| b < 0) {
             // Only a write path that forgot the counters can get here; say so, and never
             // show a negative count.
             tracing::warn!(%space_id, ?stats, "space memory counters are below zero");
         }
         MemoryStats {
             count: stats.count.max(0),
-            bytes: stats.bytes.max(0),
+            bytes: stats.bytes.map(|b| b.max(0)),
         }
     }
 }
 
-/// Two columns for a select from `spaces`: the number (`expired`) and the content bytes
-/// (`expired_bytes`) of the space's memories that have expired but are still stored, as
+/// Two columns for a select from `spaces`: the number (`expired`) and, when `bytes`, the
+/// content bytes (`expired_bytes`, else NULL) of the space's memories that have expired but
+/// are still stored, as
 /// correlated subqueries that `ix_memories_space_expires` answers without touching live
 /// memories. With the row's own counters they give [`MemoryStats::from_counters`], in the same
 /// statement, hence from one snapshot: a delete or a sweep committing in between cannot make a
@@ -84,7 +87,7 @@ impl MemoryStats {
 /// `now()` is estimated at planning time, so the cached generic plan is kept and is the right
 /// one. The server's clock and the database's agree to NTP precision, which is all this count
 /// needs. SQLite has no such planner and gets the server's clock as a value.
-pub fn expired_columns(backend: DatabaseBackend) -> [(SimpleExpr, &'static str); 2] {
+pub fn expired_columns(backend: DatabaseBackend, bytes: bool) -> [(SimpleExpr, &'static str); 2] {
     let now: SimpleExpr = match backend {
         DatabaseBackend::Postgres => Expr::current_timestamp().into(),
         _ => Expr::val(crate::now()).into(),
@@ -106,6 +109,16 @@ pub fn expired_columns(backend: DatabaseBackend) -> [(SimpleExpr, &'static str);
         SimpleExpr::SubQuery(None, Box::new(SubQueryStatement::SelectStatement(select)))
     };
     let count = of_space(Expr::col((memory::Entity, memory::Column::Id)).count());
+    let big_int = || Alias::new("BIGINT");
+    if !bytes {
+        return [
+            (subquery(count), "expired"),
+            (
+                Func::cast_as(Expr::val(None::<i64>), big_int()).into(),
+                "expired_bytes",
+            ),
+        ];
+    }
     let bytes = of_space(SimpleExpr::from(Func::cast_as(
         Func::coalesce([
             SimpleExpr::from(Func::sum(Expr::col((
@@ -114,7 +127,7 @@ pub fn expired_columns(backend: DatabaseBackend) -> [(SimpleExpr, &'static str);
             )))),
             Expr::val(0i64).into(),
         ]),
-        Alias::new("BIGINT"),
+        big_int(),
     )));
     [
         (subquery(count), "expired"),
@@ -134,8 +147,8 @@ impl Loader<Uuid> for MemoryStatsLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let [(expired, expired_as), (expired_bytes, expired_bytes_as)] =
-            expired_columns(self.0.get_database_backend());
-        let rows: Vec<(Uuid, i64, i64, i64, i64)> = space::Entity::find()
+            expired_columns(self.0.get_database_backend(), true);
+        let rows: Vec<(Uuid, i64, i64, i64, Option<i64>)> = space::Entity::find()
             .select_only()
             .column(space::Column::Id)
             .column(space::Column::MemoryCount)

@@ -262,11 +262,17 @@ impl Space {
     }
     /// Live memories in the space (read with the page by `spaces`, DataLoader-batched elsewhere).
     async fn memory_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(self.stats(ctx).await?.count)
+        match self.stats {
+            Some(listed) => Ok(listed.count),
+            None => Ok(self.loaded_stats(ctx).await?.count),
+        }
     }
     /// Bytes of memory content in the space (read like `memoryCount`).
     async fn used_storage(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(self.stats(ctx).await?.bytes)
+        match self.stats.and_then(|listed| listed.bytes) {
+            Some(bytes) => Ok(bytes),
+            None => Ok(self.loaded_stats(ctx).await?.bytes.unwrap_or(0)),
+        }
     }
     /// The space's memories, newest first by default (`order: ASC` for oldest first).
     async fn memories(
@@ -332,10 +338,8 @@ impl Space {
 }
 
 impl Space {
-    async fn stats(&self, ctx: &Context<'_>) -> Result<MemoryStats> {
-        if let Some(stats) = self.stats {
-            return Ok(stats);
-        }
+    /// The stats from the request's loader (spaces not loaded by a list).
+    async fn loaded_stats(&self, ctx: &Context<'_>) -> Result<MemoryStats> {
         Ok(ctx
             .loaders()?
             .memory_stats
@@ -618,9 +622,10 @@ pub async fn prefetch_spaces(
     let ids: Vec<uuid::Uuid> = spaces.iter().map(|s| s.id).collect();
     if node.field("memoryCount").exists() || node.field("usedStorage").exists() {
         // Lists read the stats with the spaces; load only what they did not.
+        let bytes = node.field("usedStorage").exists();
         let missing: Vec<uuid::Uuid> = page
             .iter()
-            .filter(|a| a.stats.is_none())
+            .filter(|a| a.stats.is_none_or(|s| bytes && s.bytes.is_none()))
             .map(|a| a.space.id)
             .collect();
         if !missing.is_empty() {
@@ -703,10 +708,10 @@ pub async fn list_spaces(
     let with_grants = ["viewerPermission", "grants", "tokens"]
         .iter()
         .any(|f| node.field(f).exists());
-    let with_stats = node.field("memoryCount").exists() || node.field("usedStorage").exists();
     let query = ListQuery {
         with_grants,
-        with_stats,
+        with_count: node.field("memoryCount").exists(),
+        with_bytes: node.field("usedStorage").exists(),
         first,
         after,
         filter: ListFilter {

@@ -108,8 +108,10 @@ pub struct ListQuery {
     /// Load each space's grants (needed for the caller's permission and the grant list; a
     /// page that asks for neither skips the query).
     pub with_grants: bool,
-    /// Read each space's memory stats in the list's own statement.
-    pub with_stats: bool,
+    /// Read each space's memory count in the list's own statement...
+    pub with_count: bool,
+    /// ...and the bytes of its memories.
+    pub with_bytes: bool,
 }
 
 /// A page of spaces plus the condition that selected them (for `totalCount`).
@@ -821,8 +823,9 @@ pub async fn list(db: &Db, principal: &Principal, query: ListQuery) -> AppResult
             .order_by_asc(sort_col)
             .order_by_asc(space::Column::Id)
     };
-    let rows: Vec<(space::Model, Option<MemoryStats>)> = if query.with_stats {
-        for (expr, alias) in expired_columns(db.read.get_database_backend()) {
+    let rows: Vec<(space::Model, Option<MemoryStats>)> = if query.with_count || query.with_bytes {
+        let backend = db.read.get_database_backend();
+        for (expr, alias) in expired_columns(backend, query.with_bytes) {
             select = select.expr_as(expr, alias);
         }
         let rows: Vec<SpaceStatsRow> = fetch_limited(select, limit + 1, &db.read).await?;
