@@ -292,9 +292,12 @@ def cmd_report(a):
     w("")
     w("Reading the table: Memspace's RSS in the first table is sampled before any search; the "
       "first HYBRID/SEMANTIC search loads its in-memory vector index (384 floats per chunk), "
-      "hence the larger RSS in the search rows. Memspace authenticates the API key and resolves "
-      "the caller's access on every request (several SQL statements per request); PostGraphile "
-      "runs without auth (it ignores the header) and answers each query with one SQL statement. "
+      "hence the larger RSS in the search rows. Memspace is the release build without the "
+      "`neural` feature (the in-process model, unused here). It authenticates the API key on "
+      "every request (the key's principal is cached, flushed when access changes) and filters "
+      "the page by the caller's access, in one SQL statement per request with the counts; "
+      "PostGraphile runs without auth (it ignores the header) and answers each query with one "
+      "SQL statement. "
       "In PostGraphile v5 (amber preset) `id` is the global node id (the uuid is `rowId`); in v4 "
       "`id` is the uuid column. Node.js runs the JavaScript on one core; Memspace's tokio "
       "runtime uses both. The load generator, PostgreSQL and the server share the same cores.")
