@@ -989,14 +989,42 @@ pub async fn count(db: &impl ConnectionTrait, condition: Condition) -> AppResult
 mod tests {
     use super::*;
 
+    /// `SpaceRow` reads columns by position: the entity's columns must be these, in this
+    /// order (the order of the `space_model!` fields).
     #[test]
-    fn space_rows_read_every_column_of_the_entity() {
-        use sea_orm::Iterable;
+    fn space_rows_read_every_column_of_the_entity_in_order() {
+        use sea_orm::{IdenStatic, Iterable};
+        let columns: Vec<String> = space::Column::iter()
+            .map(|c| c.as_str().to_string())
+            .collect();
         assert_eq!(
-            space::Column::iter().count(),
-            SPACE_COLUMNS,
-            "space::Model changed: update SpaceRow::from_query_result to its fields, in order"
+            columns,
+            [
+                "id",
+                "organization_id",
+                "owner_id",
+                "owner_kind",
+                "name",
+                "description",
+                "access_mode",
+                "embedder",
+                "chunk_size",
+                "chunk_overlap",
+                "agent_id",
+                "workspace_id",
+                "vector_version",
+                "memory_count",
+                "memory_bytes",
+                "duplicate_policy",
+                "duplicate_threshold",
+                "last_activity_at",
+                "created_at",
+                "updated_at",
+                "deleted_at",
+            ],
+            "space::Model changed: update space_model! to its fields, in order"
         );
+        assert_eq!(columns.len(), SPACE_COLUMNS);
     }
 
     #[test]
