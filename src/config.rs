@@ -283,21 +283,16 @@ mod tests {
         assert_eq!(r.name, "oa");
         assert_eq!(r.model, "text-embedding-3-small");
         assert_eq!(r.url, "https://api.openai.com/v1");
-        assert!(RemoteEmbedder::parse("oa")
-            .unwrap_err()
-            .contains("NAME=openai:MODEL@BASE_URL"));
-        assert!(RemoteEmbedder::parse("Bad Name=openai:m@http://x")
-            .unwrap_err()
-            .contains("name"));
-        assert!(RemoteEmbedder::parse("oa=cohere:m@http://x")
-            .unwrap_err()
-            .contains("provider"));
-        assert!(RemoteEmbedder::parse("oa=openai:@http://x")
-            .unwrap_err()
-            .contains("model"));
-        assert!(RemoteEmbedder::parse("oa=openai:m@ftp://x")
-            .unwrap_err()
-            .contains("URL"));
+        for (spec, names) in [
+            ("oa", "NAME=openai:MODEL@BASE_URL"),
+            ("Bad Name=openai:m@http://x", "name"),
+            ("oa=cohere:m@http://x", "provider"),
+            ("oa=openai:@http://x", "model"),
+            ("oa=openai:m@ftp://x", "URL"),
+        ] {
+            let err = RemoteEmbedder::parse(spec).unwrap_err();
+            assert!(err.contains(names), "{spec}: {err}");
+        }
         assert_eq!(
             RemoteEmbedder::key_variable("open-ai.small"),
             "MEMSPACE_EMBEDDER_OPEN_AI_SMALL_API_KEY"

@@ -608,7 +608,8 @@ impl SpaceQuery {
 }
 
 /// Loads, in one batch per relation, what the selection under a page of spaces will ask for,
-/// so each space then resolves from the request's loader cache.
+/// so each space then resolves from the request's loader cache. (`memoryCount` and
+/// `usedStorage` need nothing here: the list read them with the spaces.)
 pub async fn prefetch_spaces(
     ctx: &Context<'_>,
     node: async_graphql::Lookahead<'_>,
@@ -620,22 +621,6 @@ pub async fn prefetch_spaces(
     let loaders = ctx.loaders()?;
     let spaces: Vec<&space::Model> = page.iter().map(|a| &a.space).collect();
     let ids: Vec<uuid::Uuid> = spaces.iter().map(|s| s.id).collect();
-    if node.field("memoryCount").exists() || node.field("usedStorage").exists() {
-        // Lists read the stats with the spaces; load only what they did not.
-        let bytes = node.field("usedStorage").exists();
-        let missing: Vec<uuid::Uuid> = page
-            .iter()
-            .filter(|a| a.stats.is_none_or(|s| bytes && s.bytes.is_none()))
-            .map(|a| a.space.id)
-            .collect();
-        if !missing.is_empty() {
-            loaders
-                .memory_stats
-                .load_many(missing)
-                .await
-                .map_err(loader_err)?;
-        }
-    }
     if node.field("labels").exists() {
         loaders
             .space_labels

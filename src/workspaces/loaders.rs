@@ -1,14 +1,15 @@
 //! DataLoaders for workspace counts: spaces, memories and bytes per workspace, for a whole page
-//! of workspaces in two grouped queries that never scan the memories themselves.
+//! of workspaces in one grouped query that never scans the live memories themselves.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
-use entity::{memory, space};
+use crate::memories::loaders::expired_columns;
+use entity::space;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkspaceStats {
@@ -28,48 +29,47 @@ impl Loader<Uuid> for WorkspaceStatsLoader {
             .iter()
             .map(|k| (*k, WorkspaceStats::default()))
             .collect();
-        // The spaces' memory counters (kept by every memory write), then the expired memories
-        // not swept yet, which still count there (found through `ix_memories_space_expires`).
-        let spaces: Vec<(Uuid, i64, Option<i64>, Option<i64>)> = space::Entity::find()
-            .select_only()
+        // Per live space: its memory counters (kept by every memory write) minus its expired
+        // memories not swept yet, as `Space.memoryCount` computes them; summed per workspace.
+        let [(expired, _), (expired_bytes, _)] =
+            expired_columns(self.0.get_database_backend(), true);
+        let per_space = Query::select()
             .column(space::Column::WorkspaceId)
-            .column_as(Expr::col(space::Column::Id).count(), "n")
-            .column_as(Expr::cust("CAST(SUM(memory_count) AS BIGINT)"), "memories")
-            .column_as(Expr::cust("CAST(SUM(memory_bytes) AS BIGINT)"), "bytes")
-            .filter(space::Column::WorkspaceId.is_in(keys.iter().copied()))
-            .filter(space::Column::DeletedAt.is_null())
-            .group_by(space::Column::WorkspaceId)
-            .into_tuple()
-            .all(&self.0)
-            .await?;
-        for (ws, n, memories, bytes) in spaces {
-            let e = out.entry(ws).or_default();
-            e.spaces = n;
-            e.memories = memories.unwrap_or(0);
-            e.bytes = bytes.unwrap_or(0);
-        }
-        let expired: Vec<(Uuid, i64, Option<i64>)> = memory::Entity::find()
-            .select_only()
-            .column(space::Column::WorkspaceId)
-            .column_as(Expr::col((memory::Entity, memory::Column::Id)).count(), "n")
-            .column_as(
-                Expr::cust("CAST(SUM(memories.content_bytes) AS BIGINT)"),
-                "bytes",
+            .expr_as(
+                Expr::col(space::Column::MemoryCount).sub(expired),
+                Alias::new("memories"),
             )
-            .inner_join(space::Entity)
-            .filter(space::Column::WorkspaceId.is_in(keys.iter().copied()))
-            .filter(space::Column::DeletedAt.is_null())
-            .filter(memory::Column::ExpiresAt.is_not_null())
-            .filter(memory::Column::ExpiresAt.lte(crate::now()))
-            .filter(memory::Column::SupersededBy.is_null())
-            .group_by(space::Column::WorkspaceId)
-            .into_tuple()
-            .all(&self.0)
-            .await?;
-        for (ws, n, bytes) in expired {
+            .expr_as(
+                Expr::col(space::Column::MemoryBytes).sub(expired_bytes),
+                Alias::new("bytes"),
+            )
+            .from(space::Entity)
+            .and_where(space::Column::WorkspaceId.is_in(keys.iter().copied()))
+            .and_where(space::Column::DeletedAt.is_null())
+            .to_owned();
+        let per_workspace = Query::select()
+            .column(space::Column::WorkspaceId)
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+            .expr_as(
+                Expr::cust("CAST(SUM(memories) AS BIGINT)"),
+                Alias::new("memories"),
+            )
+            .expr_as(
+                Expr::cust("CAST(SUM(bytes) AS BIGINT)"),
+                Alias::new("bytes"),
+            )
+            .from_subquery(per_space, Alias::new("live_spaces"))
+            .group_by_col(space::Column::WorkspaceId)
+            .to_owned();
+        let backend = self.0.get_database_backend();
+        for row in self.0.query_all(backend.build(&per_workspace)).await? {
+            let ws: Uuid = row.try_get_by_index(0)?;
+            let memories: Option<i64> = row.try_get_by_index(2)?;
+            let bytes: Option<i64> = row.try_get_by_index(3)?;
             let e = out.entry(ws).or_default();
-            e.memories = (e.memories - n).max(0);
-            e.bytes = (e.bytes - bytes.unwrap_or(0)).max(0);
+            e.spaces = row.try_get_by_index(1)?;
+            e.memories = memories.unwrap_or(0).max(0);
+            e.bytes = bytes.unwrap_or(0).max(0);
         }
         Ok(out)
     }

@@ -1444,3 +1444,44 @@ async fn a_page_of_workspaces_with_counts_costs_the_same_statements_for_3_and_10
         "statements for 3 workspaces: {cost_3}, for 100: {cost_100} (N+1)"
     );
 }
+
+/// A workspace counts its spaces' memories as the spaces do: an expired memory leaves both
+/// counts at once, before the sweep deletes it.
+#[tokio::test]
+async fn an_expired_memory_leaves_the_workspace_counts_with_its_spaces_counts() {
+    let app = TestApp::spawn().await;
+    let key = app.admin_key.clone();
+    let ws = app.workspace_as(&key, "Expiring").await;
+    let space_id = app
+        .space_as(&key, "inside", json!({ "workspaceId": ws }))
+        .await;
+    app.memory_as(&key, &space_id, "stays", json!({})).await;
+    let expires = Utc::now() + chrono::Duration::milliseconds(1200);
+    app.memory_as(
+        &key,
+        &space_id,
+        "goes soon",
+        json!({ "expiresAt": expires.to_rfc3339() }),
+    )
+    .await;
+    let both = ("stays".len() + "goes soon".len()) as i64;
+    assert_eq!(counts(&app, &ws).await, (1, 2, both));
+
+    let wait =
+        (expires - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(150);
+    tokio::time::sleep(wait).await;
+
+    let r = app
+        .gql(
+            "query($id:ID!){ space(id:$id){ memoryCount usedStorage } }",
+            json!({ "id": space_id }),
+        )
+        .await;
+    let s = &r.data()["space"];
+    let (memories, bytes) = (
+        s["memoryCount"].as_i64().unwrap(),
+        s["usedStorage"].as_i64().unwrap(),
+    );
+    assert_eq!((memories, bytes), (1, "stays".len() as i64));
+    assert_eq!(counts(&app, &ws).await, (1, memories, bytes));
+}
