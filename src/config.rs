@@ -2,6 +2,8 @@
 //! Every default runs with zero set-up (an SQLite file in the working directory).
 use std::net::SocketAddr;
 
+pub use memspace_engine::config::{EmbedderConfig, RemoteEmbedder};
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://memspace.db?mode=rwc";
 
 /// Where the database is. Shared by every subcommand that opens it.
@@ -81,100 +83,6 @@ pub struct EmbedderArgs {
     pub embedder_max_batch: usize,
 }
 
-/// A remote embedder, parsed from `NAME=openai:MODEL@BASE_URL`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteEmbedder {
-    pub name: String,
-    pub model: String,
-    /// Base URL of the API (`https://api.openai.com/v1`); requests go to `BASE/embeddings`.
-    pub url: String,
-    pub api_key: Option<String>,
-}
-
-impl RemoteEmbedder {
-    /// Parses `NAME=openai:MODEL@BASE_URL`.
-    pub fn parse(spec: &str) -> Result<RemoteEmbedder, String> {
-        let usage = "expected NAME=openai:MODEL@BASE_URL, e.g. \
-                     openai-small=openai:text-embedding-3-small@https://api.openai.com/v1";
-        let (name, rest) = spec
-            .trim()
-            .split_once('=')
-            .ok_or_else(|| format!("embedder {spec:?}: {usage}"))?;
-        let name = name.trim();
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-        if !valid_name {
-            return Err(format!(
-                "embedder name {name:?}: use 1–64 of a-z, 0-9, '-', '_', '.'"
-            ));
-        }
-        let target = rest
-            .strip_prefix("openai:")
-            .ok_or_else(|| format!("embedder {name}: unknown provider; {usage}"))?;
-        let (model, url) = target
-            .split_once('@')
-            .ok_or_else(|| format!("embedder {name}: {usage}"))?;
-        if model.trim().is_empty() {
-            return Err(format!("embedder {name}: the model is empty; {usage}"));
-        }
-        let url = url.trim().trim_end_matches('/');
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "embedder {name}: the URL must start with http:// or https://; {usage}"
-            ));
-        }
-        Ok(RemoteEmbedder {
-            name: name.to_string(),
-            model: model.trim().to_string(),
-            url: url.to_string(),
-            api_key: None,
-        })
-    }
-
-    /// The environment variable holding this embedder's API key.
-    pub fn key_variable(name: &str) -> String {
-        let upper: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("MEMSPACE_EMBEDDER_{upper}_API_KEY")
-    }
-}
-
-/// The embedder part of [`Config`].
-#[derive(Clone, Debug)]
-pub struct EmbedderConfig {
-    pub default: Option<String>,
-    /// Where `minilm-l6-v2` is looked for (`<dir>/all-MiniLM-L6-v2`); None = not offered.
-    pub models_dir: Option<std::path::PathBuf>,
-    pub remote: Vec<RemoteEmbedder>,
-    pub timeout: std::time::Duration,
-    pub retries: u32,
-    pub max_batch: usize,
-}
-
-impl Default for EmbedderConfig {
-    fn default() -> Self {
-        EmbedderConfig {
-            default: None,
-            models_dir: Some("models".into()),
-            remote: Vec::new(),
-            timeout: std::time::Duration::from_secs(30),
-            retries: 3,
-            max_batch: 256,
-        }
-    }
-}
-
 impl EmbedderArgs {
     /// The embedder configuration, with API keys read from the environment.
     pub fn config(&self) -> Result<EmbedderConfig, String> {
@@ -208,7 +116,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
     pub sweep_interval: std::time::Duration,
-    pub query_limits: crate::limits::QueryLimits,
+    pub query_limits: crate::http::limits::QueryLimits,
     pub request_timeout: std::time::Duration,
     /// (requests per second, burst) per credential; `None` = off.
     pub rate_limit: Option<(u32, u32)>,
@@ -216,9 +124,9 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn server_limits(&self) -> crate::server::ServerLimits {
+    pub fn server_limits(&self) -> crate::http::ServerLimits {
         use std::num::NonZeroU32;
-        crate::server::ServerLimits {
+        crate::http::ServerLimits {
             max_body_bytes: self.max_body_bytes,
             request_timeout: self.request_timeout,
             query: self.query_limits,
@@ -235,7 +143,7 @@ impl Config {
             max_body_bytes: 2 * 1024 * 1024,
             db_pool_size: 16,
             sweep_interval: std::time::Duration::from_secs(60),
-            query_limits: crate::limits::QueryLimits::default(),
+            query_limits: crate::http::limits::QueryLimits::default(),
             request_timeout: std::time::Duration::from_secs(30),
             rate_limit: None,
             embedders: EmbedderConfig::default(),
@@ -253,7 +161,7 @@ impl TryFrom<&ServeArgs> for Config {
             max_body_bytes: args.max_body_bytes,
             db_pool_size: args.db_pool_size,
             sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs.max(1)),
-            query_limits: crate::limits::QueryLimits {
+            query_limits: crate::http::limits::QueryLimits {
                 max_depth: args.max_depth.max(1),
                 max_complexity: args.max_complexity.max(1),
                 max_aliases: args.max_aliases,

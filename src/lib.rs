@@ -2,34 +2,36 @@
 //!
 //! [`build`] turns a [`Config`] into a ready [`App`] (database open and migrated, first-start
 //! bootstrap done, router built); `main.rs` and the tests both use it.
-pub mod access;
-pub mod audit;
-pub mod auth;
+//!
+//! The crates below it, in the order they may import each other (DESIGN.md §2):
+//! `memspace_core` <- `memspace_engine` <- `memspace_domain` <- `memspace_graphql` <- this crate
+//! (CLI configuration, HTTP and WebSocket transports, import/export). Their modules are
+//! re-exported here under the paths the integration tests and tools use.
 pub mod config;
-pub mod db;
-pub mod directory;
-pub mod error;
-pub mod events;
-pub mod glob;
-pub mod graphiql;
-pub mod limits;
-pub mod memories;
-pub mod metrics;
-pub mod pagination;
-pub mod schema;
-pub mod search;
-pub mod server;
-pub mod spaces;
+pub mod http;
 pub mod transfer;
-pub mod validate;
-pub mod workspaces;
+
+pub use memspace_core::{access, clock, error, glob, page, principal, validate, vocab};
+pub use memspace_domain::{
+    audit, auth, db, directory, events, membership, memories, spaces, workspaces,
+};
+pub use memspace_graphql::schema;
+
+/// The engine's modules and the search use case.
+pub mod search {
+    pub use memspace_domain::search as service;
+    #[cfg(feature = "neural")]
+    pub use memspace_engine::neural;
+    pub use memspace_engine::{
+        chunking, embedder, fusion, keyword, neural_embedder, registry, remote, vector_index,
+    };
+}
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use chrono::{DateTime, SubsecRound, Utc};
 
 pub use config::Config;
 use db::Db;
@@ -48,7 +50,7 @@ pub struct App {
 
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let mut db = Db::connect(&config.database_url, config.db_pool_size).await?;
-    db.embedders = Arc::new(search::embedder::Registry::from_config(&config.embedders).await?);
+    db.embedders = Arc::new(search::registry::Registry::from_config(&config.embedders).await?);
     for e in db.embedders.available() {
         tracing::info!(embedder = e.name(), kind = ?e.kind(), default = e.name() == db.embedders.default_name(), "embedder available");
     }
@@ -56,7 +58,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         tracing::info!(embedder = %u.name, reason = %u.reason, "embedder unavailable");
     }
     db.migrate().await?;
-    let generated_admin_key = directory::service::bootstrap(&db.write, config.admin_key.as_deref())
+    let generated_admin_key = directory::bootstrap(&db.write, config.admin_key.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!(e.message()))
         .context("first-start bootstrap")?;
@@ -67,9 +69,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     spawn_index_invalidation(db.bus.clone(), index.clone());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     let schema = schema::build(Some((db.clone(), index.clone())));
-    let state = server::AppState::new(schema.clone(), db.clone(), config.server_limits());
+    let state = http::AppState::new(schema.clone(), db.clone(), config.server_limits());
     Ok(App {
-        router: server::router(state),
+        router: http::router(state),
         schema,
         db,
         index,
@@ -123,10 +125,4 @@ fn spawn_expiry_sweep(db: Db, index: Arc<search::vector_index::VectorIndex>, int
             }
         }
     });
-}
-
-/// The current time at the precision both databases keep (microseconds), so a value read back
-/// equals the value written — cursors depend on it.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
 }

@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use memspace::config::{DatabaseArgs, ServeArgs};
-use memspace::{db::Db, directory::service, Config};
+use memspace::{db::Db, directory as service, Config};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: a GraphQL request allocates many small objects across
@@ -106,7 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!("listening on http://{}/graphql", listener.local_addr()?);
     axum::serve(listener, app.router)
-        .with_graceful_shutdown(memspace::server::shutdown_signal())
+        .with_graceful_shutdown(memspace::http::shutdown_signal())
         .await?;
     app.db.write.close_by_ref().await.ok();
     Ok(())

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use async_graphql::{Request, Variables};
 use clap::{Parser, Subcommand};
-use memspace::{auth::keys, schema::Loaders, search::neural, Config};
+use memspace::{auth as keys, search::neural, Config};
+use memspace_graphql::context::Loaders;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

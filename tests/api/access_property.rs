@@ -309,7 +309,7 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
 
     let mut failures = Vec::new();
     for key in &keys {
-        let principal = memspace::auth::keys::authenticate(&app.db.read, key)
+        let principal = memspace::auth::authenticate(&app.db.read, key)
             .await
             .map_err(|e| format!("authenticate: {e:?}"))?;
         let expected: BTreeMap<String, &str> = spaces

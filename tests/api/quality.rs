@@ -36,7 +36,8 @@ const OTHER: &str = "The office coffee machine is descaled every Friday afternoo
 
 /// Cosine of two texts' embeddings under the default embedder (vectors are unit length).
 fn cosine(a: &str, b: &str) -> f32 {
-    use memspace::search::embedder::{HashEmbedder, DEFAULT_EMBEDDER};
+    use memspace::search::embedder::HashEmbedder;
+    use memspace::search::registry::DEFAULT_EMBEDDER;
     let v = HashEmbedder::new(DEFAULT_EMBEDDER, 384).embed_texts(&[a.to_string(), b.to_string()]);
     memspace::search::embedder::dot(&v[0], &v[1])
 }

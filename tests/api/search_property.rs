@@ -306,7 +306,7 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
     // (searches, hits, refused spaceIds) — printed so a run shows the property had teeth.
     let mut seen = (0usize, 0usize, 0usize);
     for key in &keys {
-        let principal = memspace::auth::keys::authenticate(&app.db.read, key)
+        let principal = memspace::auth::authenticate(&app.db.read, key)
             .await
             .map_err(|e| format!("authenticate: {}", e.message()))?;
         let who = format!("{:?} {}", principal.kind, principal.id);

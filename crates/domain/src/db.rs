@@ -1,0 +1,150 @@
+//! Opening the database: SQLite (embedded default) or PostgreSQL, with migrations.
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, SqlxSqliteConnector};
+
+/// The connections of one process.
+///
+/// SQLite allows one writer at a time; funnelling every write transaction through a one-connection
+/// pool means our own writers queue in-process instead of failing with SQLITE_BUSY, while readers
+/// use a pool of their own (WAL lets them run beside the writer). On PostgreSQL both are one pool.
+#[derive(Clone)]
+pub struct Db {
+    pub read: DatabaseConnection,
+    pub write: DatabaseConnection,
+    /// SQL statements run so far (reads and writes), for tests and metrics.
+    pub statements: Arc<AtomicU64>,
+    /// Events of committed writes, and cache invalidation.
+    pub bus: crate::events::Bus,
+    /// The embedders this process offers (set from the configuration by [`crate::build`]).
+    pub embedders: Arc<memspace_engine::registry::Registry>,
+}
+
+impl Db {
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Db> {
+        let statements = Arc::new(AtomicU64::new(0));
+        let (mut read, mut write) = if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid SQLite URL {url}"))?
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the response that acknowledges it is sent.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .disable_statement_logging();
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .with_context(|| format!("cannot open {url}"))?;
+            let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer);
+            if memory {
+                // Each connection to an in-memory database sees its own empty database.
+                (write.clone(), write)
+            } else {
+                let reader = SqlitePoolOptions::new()
+                    .max_connections(pool_size.max(1))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open {url}"))?;
+                (SqlxSqliteConnector::from_sqlx_sqlite_pool(reader), write)
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut options = ConnectOptions::new(url);
+            options
+                .max_connections(pool_size.max(2))
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                // No ping before every checkout (a round trip per statement): a broken
+                // connection fails its statement and is dropped by the pool instead.
+                .test_before_acquire(false)
+                .sqlx_logging(false);
+            let pool = Database::connect(options)
+                .await
+                .with_context(|| format!("cannot connect to {}", redact(url)))?;
+            (pool.clone(), pool)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {}: use sqlite:// or postgres://",
+                redact(url)
+            );
+        };
+        for conn in [&mut read, &mut write] {
+            let counter = statements.clone();
+            conn.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        let bus = crate::events::Bus::new(write.get_database_backend());
+        Ok(Db {
+            read,
+            write,
+            statements,
+            bus,
+            embedders: Arc::new(memspace_engine::registry::Registry::builtin()),
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.write, None)
+            .await
+            .context("running migrations")
+    }
+
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+/// Begins a write transaction. On SQLite it takes the write lock at once (a no-op write as the
+/// first statement, the effect of `BEGIN IMMEDIATE`): a transaction that read first and wrote
+/// later could fail with SQLITE_BUSY when another process wrote in between, which no busy
+/// timeout can wait out. This way the busy timeout applies and writers of several processes
+/// on one file queue instead of failing.
+pub async fn begin<C>(db: &C) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr>
+where
+    C: ConnectionTrait + sea_orm::TransactionTrait,
+{
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE organizations SET handle = handle WHERE 0 = 1")
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// Hides a password in a database URL before it is logged.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,483 @@
+//! The directory domain: who exists in an organization, and their keys.
+pub mod batch;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::audit::{self as audit, Event};
+use crate::auth as keys;
+use entity::{agent, api_key, department, organization, role, user, user_department, user_role};
+use memspace_core::error::{AppError, AppResult};
+use memspace_core::principal::{Principal, PrincipalKind};
+use memspace_core::{clock::now, validate};
+
+pub const DEFAULT_ORG_HANDLE: &str = "default";
+
+fn require_admin(principal: &Principal) -> AppResult<()> {
+    if principal.is_admin {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("only organization admins may do this"))
+    }
+}
+
+/// A freshly made admin key for the shell: the org it belongs to and the secret, shown once.
+pub struct AdminKey {
+    pub organization: organization::Model,
+    pub secret: String,
+}
+
+/// First start on an empty database: organization `default`, an admin user and an admin key.
+/// Returns the key when one was generated (it must be shown once); `None` when the database was
+/// already set up or the operator chose the key.
+pub async fn bootstrap<C>(db: &C, chosen_key: Option<&str>) -> AppResult<Option<String>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if let Some(key) = chosen_key {
+        keys::validate_chosen_key(key)
+            .map_err(|why| AppError::validation("MEMSPACE_ADMIN_KEY", why))?;
+    }
+    let txn = crate::db::begin(db).await?;
+    if organization::Entity::find().count(&txn).await? > 0 {
+        return Ok(None);
+    }
+    let key = match chosen_key {
+        Some(k) => keys::from_secret(k.to_string()),
+        None => keys::generate(),
+    };
+    let created = insert_org_with_admin(&txn, DEFAULT_ORG_HANDLE, "Default", key).await;
+    match created {
+        Ok(admin) => {
+            txn.commit().await?;
+            Ok(chosen_key.is_none().then_some(admin.secret))
+        }
+        // Another process bootstrapped concurrently: that is fine.
+        Err(AppError::AlreadyExists(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `memspace admin create-org`: a new organization with an admin user and key.
+pub async fn create_organization<C>(db: &C, handle: &str, name: &str) -> AppResult<AdminKey>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let handle = validate::handle("handle", handle)?;
+    let name = validate::text("name", name, 1, 255)?;
+    let txn = crate::db::begin(db).await?;
+    let admin = insert_org_with_admin(&txn, &handle, &name, keys::generate()).await?;
+    txn.commit().await?;
+    Ok(admin)
+}
+
+async fn insert_org_with_admin(
+    db: &impl ConnectionTrait,
+    handle: &str,
+    name: &str,
+    key: keys::NewKey,
+) -> AppResult<AdminKey> {
+    let org = organization::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        handle: Set(handle.to_string()),
+        name: Set(name.to_string()),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique(format!(
+        "an organization with handle {handle:?} already exists"
+    )))?;
+    let admin = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(org.id),
+        name: Set("admin".into()),
+        email: Set(format!("admin@{handle}.local")),
+        is_admin: Set(true),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await?;
+    let secret = key.secret.clone();
+    insert_key(db, org.id, Some(admin.id), None, "admin", key).await?;
+    Ok(AdminKey {
+        organization: org,
+        secret,
+    })
+}
+
+/// `memspace admin create-key --org H`: a fresh key for the organization's first admin.
+pub async fn create_admin_key<C>(db: &C, org_handle: &str) -> AppResult<AdminKey>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let org = organization::Entity::find()
+        .filter(organization::Column::Handle.eq(org_handle))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("organization", org_handle))?;
+    let admin = user::Entity::find()
+        .filter(user::Column::OrganizationId.eq(org.id))
+        .filter(user::Column::IsAdmin.eq(true))
+        .order_by_asc(user::Column::CreatedAt)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("admin user of organization", org_handle))?;
+    let key = keys::generate();
+    let secret = key.secret.clone();
+    insert_key(db, org.id, Some(admin.id), None, "admin (cli)", key).await?;
+    Ok(AdminKey {
+        organization: org,
+        secret,
+    })
+}
+
+async fn insert_key(
+    db: &impl ConnectionTrait,
+    organization_id: Uuid,
+    user_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    name: &str,
+    key: keys::NewKey,
+) -> AppResult<api_key::Model> {
+    api_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(organization_id),
+        user_id: Set(user_id),
+        agent_id: Set(agent_id),
+        name: Set(name.to_string()),
+        prefix: Set(key.prefix),
+        key_hash: Set(key.hash),
+        created_at: Set(now()),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique("this API key is already in use"))
+}
+
+pub async fn create_user(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    name: &str,
+    email: &str,
+    is_admin: bool,
+) -> AppResult<user::Model> {
+    require_admin(principal)?;
+    let name = validate::text("name", name, 1, 255)?;
+    let email = validate::email("email", email)?;
+    user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(principal.organization_id),
+        name: Set(name),
+        email: Set(email.clone()),
+        is_admin: Set(is_admin),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique(format!(
+        "a user with email {email:?} already exists in this organization"
+    )))
+}
+
+pub async fn create_role(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    name: &str,
+) -> AppResult<role::Model> {
+    require_admin(principal)?;
+    let name = validate::text("name", name, 1, 255)?;
+    role::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(principal.organization_id),
+        name: Set(name.clone()),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique(format!(
+        "a role named {name:?} already exists"
+    )))
+}
+
+pub async fn create_department(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    name: &str,
+) -> AppResult<department::Model> {
+    require_admin(principal)?;
+    let name = validate::text("name", name, 1, 255)?;
+    department::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(principal.organization_id),
+        name: Set(name.clone()),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique(format!(
+        "a department named {name:?} already exists"
+    )))
+}
+
+/// A user of the principal's own organization, or NOT_FOUND.
+pub async fn org_user(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<user::Model> {
+    user::Entity::find_by_id(id)
+        .filter(user::Column::OrganizationId.eq(principal.organization_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("user", id))
+}
+
+/// An agent of the principal's own organization, or NOT_FOUND.
+pub async fn org_agent(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<agent::Model> {
+    agent::Entity::find_by_id(id)
+        .filter(agent::Column::OrganizationId.eq(principal.organization_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("agent", id))
+}
+
+pub async fn assign_role(
+    db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> AppResult<user::Model> {
+    require_admin(principal)?;
+    let user = org_user(db, principal, user_id).await?;
+    role::Entity::find_by_id(role_id)
+        .filter(role::Column::OrganizationId.eq(principal.organization_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("role", role_id))?;
+    // Assigning twice is a no-op, not an error.
+    user_role::Entity::insert(user_role::ActiveModel {
+        user_id: Set(user.id),
+        role_id: Set(role_id),
+    })
+    .on_conflict(
+        OnConflict::columns([user_role::Column::UserId, user_role::Column::RoleId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .do_nothing()
+    .exec(db)
+    .await?;
+    let events = bus.access_in(db).await?;
+    bus.committed(events);
+    Ok(user)
+}
+
+pub async fn assign_department(
+    db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    user_id: Uuid,
+    department_id: Uuid,
+) -> AppResult<user::Model> {
+    require_admin(principal)?;
+    let user = org_user(db, principal, user_id).await?;
+    department::Entity::find_by_id(department_id)
+        .filter(department::Column::OrganizationId.eq(principal.organization_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("department", department_id))?;
+    user_department::Entity::insert(user_department::ActiveModel {
+        user_id: Set(user.id),
+        department_id: Set(department_id),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            user_department::Column::UserId,
+            user_department::Column::DepartmentId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .do_nothing()
+    .exec(db)
+    .await?;
+    let events = bus.access_in(db).await?;
+    bus.committed(events);
+    Ok(user)
+}
+
+pub async fn create_agent(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    handle: &str,
+    name: &str,
+) -> AppResult<agent::Model> {
+    require_admin(principal)?;
+    let handle = validate::handle("handle", handle)?;
+    let name = validate::text("name", name, 1, 255)?;
+    agent::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(principal.organization_id),
+        handle: Set(handle.clone()),
+        name: Set(name),
+        created_at: Set(now()),
+    }
+    .insert(db)
+    .await
+    .map_err(AppError::unique(format!(
+        "an agent with handle {handle:?} already exists"
+    )))
+}
+
+/// Whom a new API key is for.
+pub enum KeyHolder {
+    User(Uuid),
+    Agent(Uuid),
+}
+
+/// Creates a key for a user or agent of the caller's organization. Admins may create keys for
+/// anyone in it; a user may create keys for themselves. Returns the row and the secret.
+pub async fn create_api_key(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    holder: KeyHolder,
+    name: &str,
+) -> AppResult<(api_key::Model, String)> {
+    let name = validate::text("name", name, 1, 255)?;
+    let (user_id, agent_id) = match holder {
+        KeyHolder::User(id) => {
+            let is_self = principal.kind == PrincipalKind::User && principal.id == id;
+            if !is_self {
+                require_admin(principal)?;
+            }
+            (Some(org_user(db, principal, id).await?.id), None)
+        }
+        KeyHolder::Agent(id) => {
+            require_admin(principal)?;
+            (None, Some(org_agent(db, principal, id).await?.id))
+        }
+    };
+    let key = keys::generate();
+    let secret = key.secret.clone();
+    let row = insert_key(db, principal.organization_id, user_id, agent_id, &name, key).await?;
+    audit::record(
+        db,
+        principal,
+        Event {
+            action: "api_key.create",
+            resource_type: "api_key",
+            resource_id: row.id,
+            organization_id: row.organization_id,
+        },
+    )
+    .await?;
+    Ok((row, secret))
+}
+
+/// Revokes a key of the caller's organization (admins: any; others: their own).
+pub async fn revoke_api_key(
+    db: &impl ConnectionTrait,
+    bus: &crate::events::Bus,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<Uuid> {
+    let key = api_key::Entity::find_by_id(id)
+        .filter(api_key::Column::OrganizationId.eq(principal.organization_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("API key", id))?;
+    let own = key.user_id == Some(principal.id) || key.agent_id == Some(principal.id);
+    if !own {
+        require_admin(principal)?;
+    }
+    if key.revoked_at.is_none() {
+        let org = key.organization_id;
+        let mut active: api_key::ActiveModel = key.into();
+        active.revoked_at = Set(Some(now()));
+        active.update(db).await?;
+        audit::record(
+            db,
+            principal,
+            Event {
+                action: "api_key.revoke",
+                resource_type: "api_key",
+                resource_id: id,
+                organization_id: org,
+            },
+        )
+        .await?;
+        let events = bus.access_in(db).await?;
+        bus.committed(events);
+    }
+    Ok(id)
+}
+
+pub async fn roles_of(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<role::Model>> {
+    Ok(role::Entity::find()
+        .filter(role::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(role::Column::Name)
+        .all(db)
+        .await?)
+}
+
+pub async fn departments_of(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<Vec<department::Model>> {
+    Ok(department::Entity::find()
+        .filter(department::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(department::Column::Name)
+        .all(db)
+        .await?)
+}
+
+pub async fn role_ids_of_user(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(user_role::Entity::find()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| r.role_id)
+        .collect())
+}
+
+pub async fn department_ids_of_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> AppResult<Vec<Uuid>> {
+    Ok(user_department::Entity::find()
+        .filter(user_department::Column::UserId.eq(user_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| r.department_id)
+        .collect())
+}
+
+/// Agents of the principal's organization (optionally one handle), by handle. Space tokens see
+/// none: their space is their whole world.
+pub async fn agents(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    handle: Option<&str>,
+) -> AppResult<Vec<agent::Model>> {
+    if principal.token.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut q =
+        agent::Entity::find().filter(agent::Column::OrganizationId.eq(principal.organization_id));
+    if let Some(h) = handle {
+        q = q.filter(agent::Column::Handle.eq(h));
+    }
+    Ok(q.order_by_asc(agent::Column::Handle).all(db).await?)
+}

@@ -1,0 +1,7 @@
+//! Spaces: containers of memories with an owner, labels, tags, an access mode and an embedder.
+pub mod batch;
+pub mod links;
+pub mod service;
+pub mod sharing;
+pub mod stats;
+pub mod tokens;

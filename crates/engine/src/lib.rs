@@ -1,0 +1,15 @@
+//! Memspace's search engine: text in, vectors out, ranked ids back. Embedders (built-in,
+//! neural behind the `neural` feature, remote) and their registry, chunking, the in-process
+//! vector index, keyword ranking and rank fusion. It knows no principal, no space rule and no
+//! GraphQL: the domain's search use case decides what is in scope and calls in here.
+pub mod chunking;
+pub mod config;
+pub mod embedder;
+pub mod fusion;
+pub mod keyword;
+#[cfg(feature = "neural")]
+pub mod neural;
+pub mod neural_embedder;
+pub mod registry;
+pub mod remote;
+pub mod vector_index;

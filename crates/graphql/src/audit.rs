@@ -1,0 +1,126 @@
+//! GraphQL types of the audit log.
+use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+
+use crate::context::{input_id, Ctx};
+use crate::directory::{load_organization, load_principal, Organization, PrincipalObject};
+use crate::page::PageInfo;
+use entity::audit_event;
+use memspace_core::principal::PrincipalKind;
+use memspace_domain::audit::{self as service, AuditFilter as Filter};
+
+/// Who, from which organization, did what to which resource, and when.
+pub struct AuditEvent(pub audit_event::Model);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// For example `space.read`, `space.share`, `memory.create`, `api_key.create`.
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    /// The user or agent that acted; null for a space token.
+    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<PrincipalObject>> {
+        match PrincipalKind::parse(&self.0.actor_kind) {
+            Some(kind @ (PrincipalKind::User | PrincipalKind::Agent)) => {
+                load_principal(ctx, kind, self.0.actor_id).await
+            }
+            _ => Ok(None),
+        }
+    }
+    /// USER, AGENT or SPACE_TOKEN.
+    async fn actor_kind(&self) -> &str {
+        &self.0.actor_kind
+    }
+    async fn actor_id(&self) -> ID {
+        ID(self.0.actor_id.to_string())
+    }
+    async fn actor_organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        load_organization(ctx, self.0.actor_organization_id).await
+    }
+    async fn resource_type(&self) -> &str {
+        &self.0.resource_type
+    }
+    async fn resource_id(&self) -> ID {
+        ID(self.0.resource_id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEventEdge {
+    cursor: String,
+    node: AuditEvent,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct AuditEventConnection {
+    edges: Vec<AuditEventEdge>,
+    page_info: PageInfo,
+    #[graphql(skip)]
+    condition: Condition,
+}
+
+#[ComplexObject]
+impl AuditEventConnection {
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
+    }
+}
+
+/// All fields optional; given ones must all match.
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    action: Option<String>,
+    actor_id: Option<ID>,
+    resource_id: Option<ID>,
+    /// Events at or after this time.
+    since: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// The audit log of the caller's organization, newest first (org admins only).
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditFilter>,
+    ) -> Result<AuditEventConnection> {
+        let p = ctx.principal()?;
+        let f = filter.unwrap_or_default();
+        let filter = Filter {
+            action: f.action,
+            actor_id: f
+                .actor_id
+                .map(|id| input_id("filter.actorId", &id))
+                .transpose()?,
+            resource_id: f
+                .resource_id
+                .map(|id| input_id("filter.resourceId", &id))
+                .transpose()?,
+            since: f.since,
+        };
+        let (page, condition) =
+            service::list(&ctx.db().read, p, first, after.as_deref(), filter).await?;
+        let (edges, page_info) = page.into_edges(service::cursor_of, |cursor, e| AuditEventEdge {
+            cursor,
+            node: AuditEvent(e),
+        });
+        Ok(AuditEventConnection {
+            page_info: page_info.into(),
+            edges,
+            condition,
+        })
+    }
+}

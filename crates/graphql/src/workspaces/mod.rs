@@ -1,0 +1,420 @@
+//! GraphQL types and resolvers of workspaces.
+use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+
+use crate::context::{loader_err, resource_id, Ctx};
+use crate::directory::{load_organization, Organization, User};
+use crate::page::PageInfo;
+use crate::spaces::{Space, SpaceConnection, SpaceFilter, SpaceOrder};
+use entity::{workspace, workspace_member};
+use memspace_core::access::{self, WorkspaceRole};
+use memspace_core::error::AppError;
+use memspace_domain::workspaces::service::{
+    self, DocumentUploadMethod, NewWorkspace, WorkspacePatch, WorkspaceType,
+};
+use memspace_domain::workspaces::stats::WorkspaceStats;
+
+/// A team room: groups spaces of an organization and gives its members access to them by role.
+pub struct Workspace {
+    pub model: workspace::Model,
+    /// The caller's membership role as of this response (None for non-members, including org
+    /// admins who are not members).
+    pub viewer_role: Option<WorkspaceRole>,
+}
+
+impl Workspace {
+    async fn stats(&self, ctx: &Context<'_>) -> Result<WorkspaceStats> {
+        Ok(ctx
+            .loaders()?
+            .workspace_stats
+            .load_one(self.model.id)
+            .await
+            .map_err(loader_err)?
+            .unwrap_or_default())
+    }
+}
+
+#[Object]
+impl Workspace {
+    async fn id(&self) -> ID {
+        ID(self.model.id.to_string())
+    }
+    /// 1–100 characters, unique in the organization.
+    async fn name(&self) -> &str {
+        &self.model.name
+    }
+    /// Up to 2,000 characters.
+    async fn description(&self) -> &str {
+        &self.model.description
+    }
+    async fn workspace_type(&self) -> WorkspaceType {
+        WorkspaceType::Custom
+    }
+    async fn document_upload_method(&self) -> DocumentUploadMethod {
+        DocumentUploadMethod::parse(&self.model.document_upload_method)
+    }
+    async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
+        load_organization(ctx, self.model.organization_id).await
+    }
+    /// The caller's role in the workspace; null when not a member (org admins see it anyway).
+    async fn viewer_role(&self) -> Option<WorkspaceRole> {
+        self.viewer_role
+    }
+    /// Live spaces in the workspace.
+    async fn space_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.stats(ctx).await?.spaces)
+    }
+    /// Live memories in the workspace's live spaces.
+    async fn memory_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.stats(ctx).await?.memories)
+    }
+    /// Bytes of memory content in the workspace's live spaces.
+    async fn used_storage(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.stats(ctx).await?.bytes)
+    }
+    /// Members and their roles, in the order they joined.
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<WorkspaceMemberConnection> {
+        let (page, condition) =
+            service::members(&ctx.db().read, self.model.id, first, after.as_deref()).await?;
+        let (edges, page_info) =
+            page.into_edges(service::member_cursor, |cursor, m| WorkspaceMemberEdge {
+                cursor,
+                node: WorkspaceMember(m),
+            });
+        Ok(WorkspaceMemberConnection {
+            page_info: page_info.into(),
+            edges,
+            condition,
+        })
+    }
+    /// The workspace's spaces (that the caller can see), like `Query.spaces`.
+    async fn spaces(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<SpaceFilter>,
+        order_by: Option<SpaceOrder>,
+    ) -> Result<SpaceConnection> {
+        let mut filter = filter.unwrap_or_default();
+        filter.workspace_id = Some(ID(self.model.id.to_string()));
+        crate::spaces::list_spaces(ctx, first, after, Some(filter), order_by).await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.model.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.model.updated_at
+    }
+}
+
+/// A user's membership in a workspace.
+pub struct WorkspaceMember(pub workspace_member::Model);
+
+#[Object]
+impl WorkspaceMember {
+    async fn user(&self, ctx: &Context<'_>) -> Result<User> {
+        ctx.loaders()?
+            .users
+            .load_one(self.0.user_id)
+            .await
+            .map_err(loader_err)?
+            .map(User)
+            .ok_or_else(|| AppError::not_found("user", self.0.user_id).into())
+    }
+    async fn role(&self) -> Option<WorkspaceRole> {
+        WorkspaceRole::parse(&self.0.role)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct WorkspaceMemberEdge {
+    cursor: String,
+    node: WorkspaceMember,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct WorkspaceMemberConnection {
+    edges: Vec<WorkspaceMemberEdge>,
+    page_info: PageInfo,
+    #[graphql(skip)]
+    condition: Condition,
+}
+
+#[ComplexObject]
+impl WorkspaceMemberConnection {
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::member_count(&ctx.db().read, self.condition.clone()).await? as i64)
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct WorkspaceEdge {
+    cursor: String,
+    node: Workspace,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct WorkspaceConnection {
+    edges: Vec<WorkspaceEdge>,
+    page_info: PageInfo,
+    #[graphql(skip)]
+    condition: Condition,
+}
+
+#[ComplexObject]
+impl WorkspaceConnection {
+    /// Workspaces matching the filter that the caller can see (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct WorkspaceFilter {
+    /// Glob on the name: `*` any run, `?` one character; case-sensitive.
+    name_glob: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct CreateWorkspaceInput {
+    /// 1–100 characters, unique in the organization.
+    name: String,
+    /// Up to 2,000 characters; default "".
+    description: Option<String>,
+    #[graphql(default)]
+    workspace_type: WorkspaceType,
+    #[graphql(default)]
+    document_upload_method: DocumentUploadMethod,
+}
+
+/// Changes to a workspace; an omitted field is unchanged.
+#[derive(InputObject)]
+pub struct UpdateWorkspaceInput {
+    name: Option<String>,
+    description: Option<String>,
+    workspace_type: Option<WorkspaceType>,
+    document_upload_method: Option<DocumentUploadMethod>,
+}
+
+#[derive(Default)]
+pub struct WorkspaceQuery;
+
+#[Object]
+impl WorkspaceQuery {
+    /// One workspace; NOT_FOUND unless the caller is a member or an org admin.
+    async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workspace>> {
+        let p = ctx.principal()?;
+        let id = resource_id("workspace", &id)?;
+        let (model, _) = service::load(&ctx.db().read, p, id).await?;
+        Ok(Some(Workspace {
+            viewer_role: access::workspace_role(p, model.id),
+            model,
+        }))
+    }
+
+    /// Workspaces the caller is a member of (org admins: all of the organization's).
+    async fn workspaces(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<WorkspaceFilter>,
+    ) -> Result<WorkspaceConnection> {
+        let p = ctx.principal()?;
+        let glob = filter.and_then(|f| f.name_glob);
+        let (page, condition) =
+            service::list(&ctx.db().read, p, first, after.as_deref(), glob.as_deref()).await?;
+        let node = ctx.look_ahead().field("edges").field("node");
+        if ["spaceCount", "memoryCount", "usedStorage"]
+            .iter()
+            .any(|f| node.field(f).exists())
+        {
+            let ids: Vec<uuid::Uuid> = page.items.iter().map(|(w, _)| w.id).collect();
+            ctx.loaders()?
+                .workspace_stats
+                .load_many(ids)
+                .await
+                .map_err(loader_err)?;
+        }
+        let (edges, page_info) = page.into_edges(
+            |(model, _)| service::cursor_of(model),
+            |cursor, (model, _)| WorkspaceEdge {
+                cursor,
+                node: Workspace {
+                    viewer_role: access::workspace_role(p, model.id),
+                    model,
+                },
+            },
+        );
+        Ok(WorkspaceConnection {
+            page_info: page_info.into(),
+            edges,
+            condition,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct WorkspaceMutation;
+
+#[Object]
+impl WorkspaceMutation {
+    /// Creates a workspace; the caller becomes its OWNER member.
+    async fn create_workspace(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWorkspaceInput,
+    ) -> Result<Workspace> {
+        let p = ctx.principal()?;
+        let model = service::create(
+            &ctx.db().write,
+            &ctx.db().bus,
+            p,
+            NewWorkspace {
+                name: input.name,
+                description: input.description,
+                workspace_type: input.workspace_type,
+                document_upload_method: input.document_upload_method,
+            },
+        )
+        .await?;
+        Ok(Workspace {
+            model,
+            viewer_role: Some(WorkspaceRole::Owner),
+        })
+    }
+
+    /// Changes a workspace (its ADMIN or OWNER, or an org admin).
+    async fn update_workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateWorkspaceInput,
+    ) -> Result<Workspace> {
+        let p = ctx.principal()?;
+        let id = resource_id("workspace", &id)?;
+        let model = service::update(
+            &ctx.db().write,
+            p,
+            id,
+            WorkspacePatch {
+                name: input.name,
+                description: input.description,
+                workspace_type: input.workspace_type,
+                document_upload_method: input.document_upload_method,
+            },
+        )
+        .await?;
+        Ok(Workspace {
+            viewer_role: access::workspace_role(p, id),
+            model,
+        })
+    }
+
+    /// Deletes a workspace (its OWNER or an org admin). A workspace with live spaces needs
+    /// `force: true`, which soft-deletes those spaces in the same transaction.
+    async fn delete_workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = false)] force: bool,
+    ) -> Result<ID> {
+        let p = ctx.principal()?;
+        let id = resource_id("workspace", &id)?;
+        Ok(ID(service::delete(
+            &ctx.db().write,
+            &ctx.db().bus,
+            p,
+            id,
+            force,
+        )
+        .await?
+        .to_string()))
+    }
+
+    /// Adds a user of the organization to the workspace (ADMIN or more; granting OWNER needs
+    /// OWNER).
+    async fn add_workspace_member(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+        role: WorkspaceRole,
+    ) -> Result<WorkspaceMember> {
+        let p = ctx.principal()?;
+        let ws = resource_id("workspace", &workspace_id)?;
+        let user = crate::context::input_id("userId", &user_id)?;
+        Ok(WorkspaceMember(
+            service::add_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
+        ))
+    }
+
+    /// Changes a member's role. The last OWNER cannot be demoted.
+    async fn update_workspace_member(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+        role: WorkspaceRole,
+    ) -> Result<WorkspaceMember> {
+        let p = ctx.principal()?;
+        let ws = resource_id("workspace", &workspace_id)?;
+        let user = resource_id("workspace member", &user_id)?;
+        Ok(WorkspaceMember(
+            service::update_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
+        ))
+    }
+
+    /// Removes a member. The last OWNER cannot be removed. Returns the user id.
+    async fn remove_workspace_member(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+    ) -> Result<ID> {
+        let p = ctx.principal()?;
+        let ws = resource_id("workspace", &workspace_id)?;
+        let user = resource_id("workspace member", &user_id)?;
+        Ok(ID(service::remove_member(
+            &ctx.db().write,
+            &ctx.db().bus,
+            p,
+            ws,
+            user,
+        )
+        .await?
+        .to_string()))
+    }
+
+    /// Moves a space into a workspace (OWNER on the space, ADMIN or more in the workspace), or
+    /// out of any workspace with `workspaceId: null`.
+    async fn move_space(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        workspace_id: Option<ID>,
+    ) -> Result<Space> {
+        let p = ctx.principal()?;
+        let id = resource_id("space", &id)?;
+        let ws = workspace_id
+            .map(|w| resource_id("workspace", &w))
+            .transpose()?;
+        Ok(
+            service::move_space(&ctx.db().write, &ctx.db().bus, p, id, ws)
+                .await?
+                .into(),
+        )
+    }
+}

@@ -1,0 +1,439 @@
+//! Query limits checked before execution: depth, complexity and aliases, with errors that name
+//! the limit and the measured value (QUERY_TOO_COMPLEX).
+//!
+//! Complexity is our own score: every field costs 1, and a field with a `first` argument
+//! multiplies what is selected under it by `first` *after clamping* it to [1, 1000] (default
+//! 50), so `first: 5000` never errors and a page of 1000 with its counts stays well inside the
+//! default limit. Introspection (all root fields `__…`) is exempt from depth and complexity so
+//! GraphiQL's schema query works; the parser's recursion guard still applies to it.
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Field, FragmentDefinition, OperationDefinition,
+    Selection, SelectionSet,
+};
+use async_graphql::parser::Positioned;
+use async_graphql::{Name, Value, Variables};
+
+use memspace_core::page::page_size;
+
+/// The depth allowed to introspection queries (GraphiQL's full schema query is ~13 deep).
+pub const INTROSPECTION_DEPTH: usize = 20;
+
+#[derive(Clone, Copy, Debug)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_depth: 12,
+            max_complexity: 250_000,
+            max_aliases: 200,
+        }
+    }
+}
+
+/// Why a query was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooComplex {
+    pub kind: &'static str,
+    pub limit: usize,
+    pub measured: usize,
+}
+
+impl TooComplex {
+    pub fn message(&self) -> String {
+        format!(
+            "query {} is {}, above the limit of {}",
+            self.kind, self.measured, self.limit
+        )
+    }
+}
+
+/// Nesting of brackets in the raw text, ignoring strings and comments. Run before parsing so
+/// a hostile document can never drive the recursive parser deep.
+fn raw_nesting(query: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // Skip a string (block strings are skipped quote by quote, which is enough).
+                while let Some(s) = chars.next() {
+                    if s == '\\' {
+                        chars.next();
+                    } else if s == '"' {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for s in chars.by_ref() {
+                    if s == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' | '(' | '[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            '}' | ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+struct Walker<'a> {
+    doc: &'a ExecutableDocument,
+    variables: &'a Variables,
+    aliases: usize,
+    /// (depth, cost, aliases) of each fragment, computed once: a fragment spread many times
+    /// (a "fragment bomb") costs its size times the spreads, not exponential time.
+    memo: std::collections::HashMap<Name, (usize, usize, usize)>,
+}
+
+impl Walker<'_> {
+    fn first_arg(&self, field: &Field) -> Option<i32> {
+        field
+            .arguments
+            .iter()
+            .find(|(n, _)| n.node.as_str() == "first")
+            .and_then(|(_, v)| {
+                let value = v.node.clone().into_const_with(|name| {
+                    Ok::<_, ()>(self.variables.get(&name).cloned().unwrap_or(Value::Null))
+                });
+                match value {
+                    Ok(Value::Number(n)) => n
+                        .as_i64()
+                        .map(|i| i.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                    _ => None,
+                }
+            })
+    }
+
+    /// (depth, complexity) of a selection set; fragments are expanded, cycles cut.
+    fn walk(
+        &mut self,
+        set: &SelectionSet,
+        visiting: &mut HashSet<Name>,
+        level: usize,
+    ) -> (usize, usize) {
+        if level > 64 {
+            return (level, usize::MAX / 4);
+        }
+        let (mut depth, mut cost) = (0usize, 0usize);
+        for sel in &set.items {
+            let (d, c) = match &sel.node {
+                Selection::Field(f) => {
+                    let f = &f.node;
+                    if f.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let (sub_d, sub_c) = self.walk(&f.selection_set.node, visiting, level + 1);
+                    let multiplier = if f.arguments.iter().any(|(n, _)| n.node.as_str() == "first")
+                    {
+                        page_size(self.first_arg(f)) as usize
+                    } else {
+                        1
+                    };
+                    (
+                        1 + sub_d,
+                        1usize.saturating_add(multiplier.saturating_mul(sub_c)),
+                    )
+                }
+                Selection::InlineFragment(fr) => {
+                    self.walk(&fr.node.selection_set.node, visiting, level)
+                }
+                Selection::FragmentSpread(sp) => {
+                    let name = sp.node.fragment_name.node.clone();
+                    if let Some((d, c, a)) = self.memo.get(&name).copied() {
+                        self.aliases = self.aliases.saturating_add(a);
+                        (d, c)
+                    } else {
+                        match self.doc.fragments.get(&name) {
+                            Some(def) if visiting.insert(name.clone()) => {
+                                let before = self.aliases;
+                                let (d, c) = self.walk_fragment(def, visiting, level);
+                                visiting.remove(&name);
+                                self.memo.insert(name, (d, c, self.aliases - before));
+                                (d, c)
+                            }
+                            _ => (0, 0),
+                        }
+                    }
+                }
+            };
+            depth = depth.max(d);
+            cost = cost.saturating_add(c);
+        }
+        (depth, cost)
+    }
+
+    fn walk_fragment(
+        &mut self,
+        def: &Positioned<FragmentDefinition>,
+        visiting: &mut HashSet<Name>,
+        level: usize,
+    ) -> (usize, usize) {
+        self.walk(&def.node.selection_set.node, visiting, level)
+    }
+}
+
+fn is_introspection(op: &OperationDefinition) -> bool {
+    !op.selection_set.node.items.is_empty()
+        && op.selection_set.node.items.iter().all(|s| match &s.node {
+            Selection::Field(f) => f.node.name.node.starts_with("__"),
+            _ => false,
+        })
+}
+
+/// Parsed documents by query text, most recently used kept. Clients send the same few query
+/// texts over and over; parsing one (a PEG parser) cost more than cloning its syntax tree.
+/// Only documents that parsed and passed the nesting guard are kept; variables and limits
+/// are still checked per request, and the engine still validates every document.
+pub struct Documents(Mutex<LruCache<Box<str>, ExecutableDocument>>);
+
+/// Texts longer than this are parsed every time rather than kept.
+const MAX_CACHED_QUERY_BYTES: usize = 16 * 1024;
+
+impl Documents {
+    pub fn new(capacity: usize) -> Documents {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Documents(Mutex::new(LruCache::new(capacity)))
+    }
+
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() <= MAX_CACHED_QUERY_BYTES {
+            let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            cache.put(query.into(), doc.clone());
+        }
+    }
+}
+
+impl Default for Documents {
+    fn default() -> Self {
+        Documents::new(512)
+    }
+}
+
+/// Checks a request's query against the limits. Documents that do not parse pass through (the
+/// engine reports them), except when the parser's recursion guard trips. A document that
+/// parsed is returned, for the engine to execute without parsing it again.
+pub fn check(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: &QueryLimits,
+    documents: &Documents,
+) -> Result<Option<ExecutableDocument>, TooComplex> {
+    let doc = match documents.get(query) {
+        Some(doc) => doc,
+        None => {
+            let doc = parse(query, limits)?;
+            if let Some(doc) = &doc {
+                documents.put(query, doc);
+            }
+            match doc {
+                Some(doc) => doc,
+                None => return Ok(None),
+            }
+        }
+    };
+    check_document(doc, operation_name, variables, limits)
+}
+
+/// Parses a query, refusing absurd nesting before the recursive parser sees it; `None` when it
+/// does not parse (the engine reports the syntax error itself, with its position).
+fn parse(query: &str, limits: &QueryLimits) -> Result<Option<ExecutableDocument>, TooComplex> {
+    // Brackets per level: `{` of the selection plus `(`/`[` of arguments; allow some slack.
+    let nesting_cap = limits.max_depth * 2 + 16;
+    let nesting = raw_nesting(query);
+    if nesting > nesting_cap.max(48) {
+        return Err(TooComplex {
+            kind: "nesting",
+            limit: nesting_cap.max(48),
+            measured: nesting,
+        });
+    }
+    match async_graphql::parser::parse_query(query) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(async_graphql::parser::Error::RecursionLimitExceeded) => Err(TooComplex {
+            kind: "depth",
+            limit: limits.max_depth,
+            measured: 64,
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Depth, complexity and aliases of the operation(s) of a parsed document.
+fn check_document(
+    doc: ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: &QueryLimits,
+) -> Result<Option<ExecutableDocument>, TooComplex> {
+    let ops: Vec<&Positioned<OperationDefinition>> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(map) => match operation_name {
+            Some(name) => map
+                .iter()
+                .filter(|(n, _)| n.as_str() == name)
+                .map(|(_, op)| op)
+                .collect(),
+            None => map.values().collect(),
+        },
+    };
+    for op in ops {
+        // Introspection is scored separately: GraphiQL's schema query nests ~13 deep, so it
+        // gets its own depth limit; complexity and aliases count as for any query.
+        let max_depth = if is_introspection(&op.node) {
+            limits.max_depth.max(INTROSPECTION_DEPTH)
+        } else {
+            limits.max_depth
+        };
+        let mut walker = Walker {
+            doc: &doc,
+            variables,
+            aliases: 0,
+            memo: Default::default(),
+        };
+        let (depth, complexity) = walker.walk(&op.node.selection_set.node, &mut HashSet::new(), 1);
+        if depth > max_depth {
+            return Err(TooComplex {
+                kind: "depth",
+                limit: max_depth,
+                measured: depth,
+            });
+        }
+        if complexity > limits.max_complexity {
+            return Err(TooComplex {
+                kind: "complexity",
+                limit: limits.max_complexity,
+                measured: complexity,
+            });
+        }
+        if walker.aliases > limits.max_aliases {
+            return Err(TooComplex {
+                kind: "aliases",
+                limit: limits.max_aliases,
+                measured: walker.aliases,
+            });
+        }
+    }
+    Ok(Some(doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(q: &str) -> Result<(), TooComplex> {
+        check(
+            q,
+            None,
+            &Variables::default(),
+            &QueryLimits::default(),
+            &Documents::default(),
+        )
+        .map(|_| ())
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut q = String::new();
+        for _ in 0..depth - 1 {
+            q.push_str("{ a ");
+        }
+        q.push_str("{ b ");
+        for _ in 0..depth {
+            q.push('}');
+        }
+        q
+    }
+
+    #[test]
+    fn depth_is_counted_in_fields_and_limited() {
+        assert!(run(&nested(12)).is_ok());
+        let err = run(&nested(13)).unwrap_err();
+        assert_eq!((err.kind, err.limit, err.measured), ("depth", 12, 13));
+    }
+
+    #[test]
+    fn absurd_nesting_is_refused_before_parsing() {
+        let q = "{".repeat(100_000);
+        assert_eq!(run(&q).unwrap_err().kind, "nesting");
+    }
+
+    #[test]
+    fn first_is_clamped_before_scoring() {
+        let page = "{ spaces(first: 5000) { edges { node { id name memoryCount usedStorage owner { __typename } } } } }";
+        assert!(run(page).is_ok());
+        let nested_pages = "{ spaces(first: 1000) { edges { node { memories(first: 1000) { edges { node { id content } } } } } } }";
+        assert_eq!(run(nested_pages).unwrap_err().kind, "complexity");
+    }
+
+    #[test]
+    fn variables_feed_first() {
+        let q = "query($n: Int) { spaces(first: $n) { edges { node { memories(first: $n) { edges { node { id } } } } } } }";
+        // One cache for both: the second check reuses the parsed document with new variables.
+        let docs = Documents::default();
+        let small = Variables::from_json(serde_json::json!({"n": 10}));
+        assert!(check(q, None, &small, &QueryLimits::default(), &docs).is_ok());
+        let big = Variables::from_json(serde_json::json!({"n": 1000}));
+        assert!(check(q, None, &big, &QueryLimits::default(), &docs).is_err());
+    }
+
+    #[test]
+    fn introspection_is_exempt_and_fragments_count() {
+        // `__schema` plus 13 levels: deeper than ordinary queries may go, fine for introspection.
+        let intro = format!("{{ __schema {} }}", nested(13));
+        assert!(run(&intro).is_ok());
+        let too_deep_intro = format!("{{ __schema {} }}", nested(20));
+        assert_eq!(run(&too_deep_intro).unwrap_err().kind, "depth");
+        let q = "query { ...F } fragment F on Query { a { b { c { d { e { f { g { h { i { j { k { l { m } } } } } } } } } } } } }";
+        assert_eq!(run(q).unwrap_err().kind, "depth");
+        let cyclic = "query { ...F } fragment F on Query { a { ...F } }";
+        assert!(
+            run(cyclic).is_ok(),
+            "a fragment cycle is cut, not followed forever"
+        );
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_scored_in_linear_time_and_refused() {
+        let mut q =
+            String::from("query { ...F40 } fragment F0 on Query { viewer { __typename } } ");
+        for k in 1..=40 {
+            q.push_str(&format!(
+                "fragment F{k} on Query {{ ...F{p} ...F{p} }} ",
+                p = k - 1
+            ));
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(run(&q).unwrap_err().kind, "complexity");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn aliases_are_limited() {
+        let fields: String = (0..201)
+            .map(|i| format!("a{i}: viewer {{ __typename }} "))
+            .collect();
+        assert_eq!(run(&format!("{{ {fields} }}")).unwrap_err().kind, "aliases");
+    }
+}

@@ -1,0 +1,685 @@
+//! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`;
+//! authentication, limits, rate limiting, timeouts, tracing and metrics around every request.
+//!
+//! GraphQL over HTTP: POST takes `application/json` (or `application/graphql`); GET takes the
+//! query string, for queries only (a mutation gets 405). Responses are `application/json`, or
+//! `application/graphql-response+json` when the client asks for it — then a request that could
+//! not be executed (parse or validation error) gets 400, as that media type requires. Malformed
+//! requests get 400 with a GraphQL error body; nothing answers 500.
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::parser::types::OperationType;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower_http::trace::TraceLayer;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub mod graphiql;
+pub mod limits;
+pub mod metrics;
+pub mod ws;
+
+use limits::QueryLimits;
+use memspace_core::error::AppError;
+use memspace_domain::auth as keys;
+use memspace_domain::db::Db;
+use memspace_graphql::context::Loaders;
+use memspace_graphql::schema::AppSchema;
+use metrics::Metrics;
+
+/// Limits of the HTTP layer (all configurable, see `config.rs`).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub query: QueryLimits,
+    /// Requests per second per credential; `None` = no rate limit.
+    pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: AppSchema,
+    pub db: Db,
+    pub limits: Arc<ServerLimits>,
+    pub metrics: Arc<Metrics>,
+    pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
+    pub documents: Arc<limits::Documents>,
+}
+
+impl AppState {
+    pub fn new(schema: AppSchema, db: Db, limits: ServerLimits) -> AppState {
+        let rate_limiter = limits.rate_limit.map(|(per_second, burst)| {
+            Arc::new(RateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            ))
+        });
+        AppState {
+            schema,
+            db,
+            limits: Arc::new(limits),
+            metrics: Arc::new(Metrics::new()),
+            rate_limiter,
+            documents: Arc::new(limits::Documents::default()),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/assets/{file}", get(graphiql::asset))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let read = state.db.read.ping().await;
+    let write = state.db.write.ping().await;
+    match (read, write) {
+        (Ok(()), Ok(())) if state.db.bus.ready() => (StatusCode::OK, "ready").into_response(),
+        (Ok(()), Ok(())) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "event listener reconnecting",
+        )
+            .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+/// `GET /graphql/ws`: subscriptions over graphql-transport-ws (and the legacy
+/// subscriptions-transport-ws). The key comes in `connection_init`'s payload
+/// (`{"authorization": "Bearer <key>"}`, or `"Token <key>"`, or `{"x-api-key": "<key>"}`);
+/// none or a bad one closes the socket with 4403.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use std::str::FromStr;
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.split(',')
+                .find_map(|p| async_graphql::http::WebSocketProtocols::from_str(p.trim()).ok())
+        })
+        .unwrap_or(async_graphql::http::WebSocketProtocols::GraphQLWS);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| ws::serve(state, protocol, socket))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.db).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A request-level failure, answered before any GraphQL execution.
+struct Reject {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Extensions besides `code` and `traceId`.
+    extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Reject {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Reject {
+            status,
+            code,
+            message: message.into(),
+            extensions: serde_json::Map::new(),
+        }
+    }
+
+    fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(key.to_string(), value);
+        self
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Reject::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+fn too_large(limit: usize) -> Reject {
+    Reject::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads and decodes a POST body into a GraphQL request.
+async fn decode_post(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<async_graphql::Request, Reject> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large(limit));
+        }
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_big {
+            too_large(limit)
+        } else {
+            Reject::bad_request(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    match media.as_str() {
+        "application/json" | "application/graphql-response+json" | "" => decode_json(&bytes),
+        "application/graphql" => {
+            let query = std::str::from_utf8(&bytes)
+                .map_err(|_| Reject::bad_request("the body is not valid UTF-8"))?;
+            Ok(async_graphql::Request::new(query))
+        }
+        other => Err(Reject::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("content type {other:?} is not supported; send application/json"),
+        )),
+    }
+}
+
+fn decode_json(bytes: &[u8]) -> Result<async_graphql::Request, Reject> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Reject::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let obj = match value {
+        serde_json::Value::Object(obj) => obj,
+        serde_json::Value::Array(_) => {
+            return Err(Reject::bad_request(
+                "batched requests are not supported; send one operation per request",
+            ))
+        }
+        _ => return Err(Reject::bad_request("the body must be a JSON object")),
+    };
+    match obj.get("query") {
+        Some(serde_json::Value::String(_)) => {}
+        Some(_) => return Err(Reject::bad_request("`query` must be a string")),
+        None => return Err(Reject::bad_request("the request has no `query`")),
+    }
+    if let Some(v) = obj.get("variables") {
+        if !(v.is_object() || v.is_null()) {
+            return Err(Reject::bad_request("`variables` must be an object"));
+        }
+    }
+    if let Some(v) = obj.get("operationName") {
+        if !(v.is_string() || v.is_null()) {
+            return Err(Reject::bad_request("`operationName` must be a string"));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(obj))
+        .map_err(|e| Reject::bad_request(format!("invalid GraphQL request: {e}")))
+}
+
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match decode_post(&headers, body, state.limits.max_body_bytes).await {
+        Ok(request) => execute(&state, &headers, request).await,
+        Err(r) => reject(&state, &headers, r, &new_trace_id()),
+    }
+}
+
+/// GET with a `query` parameter runs a query; a bare GET (a browser) gets GraphiQL.
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let raw = uri.query().unwrap_or_default();
+    let has_query = raw.split('&').any(|kv| kv.starts_with("query="));
+    if !has_query {
+        let wants_html = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if wants_html || raw.is_empty() {
+            return graphiql::page().into_response();
+        }
+        return reject(
+            &state,
+            &headers,
+            Reject::bad_request("the request has no `query` parameter"),
+            &new_trace_id(),
+        );
+    }
+    let request = match async_graphql::http::parse_query_string(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            return reject(
+                &state,
+                &headers,
+                Reject::bad_request(format!("invalid GraphQL GET request: {e}")),
+                &new_trace_id(),
+            )
+        }
+    };
+    if is_mutation(&request) {
+        let mut resp = reject(
+            &state,
+            &headers,
+            Reject::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "mutations must be sent with POST",
+            ),
+            &new_trace_id(),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    execute(&state, &headers, request).await
+}
+
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    doc.operations.iter().any(|(name, op)| {
+        op.node.ty == OperationType::Mutation
+            && match (&request.operation_name, name) {
+                (Some(wanted), Some(name)) => wanted == name.as_str(),
+                _ => true,
+            }
+    })
+}
+
+/// The path (`variables.input.content`, `variables.inputs[3].tags[0]`) of the first string
+/// holding a NUL character, if any.
+fn nul_path(vars: &async_graphql::Variables) -> Option<String> {
+    fn walk(v: &async_graphql::Value, path: String) -> Option<String> {
+        match v {
+            async_graphql::Value::String(s) if s.contains('\0') => Some(path),
+            async_graphql::Value::List(l) => l
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{path}[{i}]"))),
+            async_graphql::Value::Object(o) => o.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    Some(path.clone())
+                } else {
+                    walk(v, format!("{path}.{k}"))
+                }
+            }),
+            _ => None,
+        }
+    }
+    vars.iter()
+        .find_map(|(k, v)| walk(v, format!("variables.{k}")))
+}
+
+/// The name of a document's leading operation (`query Viewer { … }` → `Viewer`), for logs
+/// and metrics when the request carries no `operationName`.
+fn operation_name_of(query: &str) -> Option<String> {
+    let rest = query.trim_start();
+    let rest = ["query", "mutation", "subscription"]
+        .iter()
+        .find_map(|kw| rest.strip_prefix(kw))?;
+    let name: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+fn new_trace_id() -> String {
+    Uuid::now_v7().simple().to_string()
+}
+
+/// Whether the client asked for `application/graphql-response+json`.
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/graphql-response+json"))
+}
+
+fn content_type(headers: &HeaderMap) -> HeaderValue {
+    if wants_graphql_response(headers) {
+        HeaderValue::from_static("application/graphql-response+json; charset=utf-8")
+    } else {
+        HeaderValue::from_static("application/json; charset=utf-8")
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    let trace_id = new_trace_id();
+    let started = Instant::now();
+    let operation = request
+        .operation_name
+        .clone()
+        .or_else(|| operation_name_of(&request.query));
+    let span = tracing::info_span!(
+        "graphql",
+        trace_id = %trace_id,
+        operation = operation.as_deref().unwrap_or("")
+    );
+    let (response, outcome) = run(state, headers, request, &trace_id)
+        .instrument(span)
+        .await;
+    state.metrics.observe(
+        operation.as_deref(),
+        &outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    trace_id: &str,
+) -> (Response, String) {
+    let Some(secret) = header_credential(headers) else {
+        return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into());
+    };
+    let principal = match keys::authenticate_cached(&state.db.read, &state.db.bus, secret).await {
+        Ok(p) => p,
+        Err(AppError::Unauthenticated) => {
+            return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into())
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "authentication failed");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "the server cannot check credentials right now",
+            );
+            return (error_response(headers, r, trace_id), "INTERNAL".into());
+        }
+    };
+    if let Some(limiter) = &state.rate_limiter {
+        if let Err(not_until) = limiter.check_key(&principal.credential_id) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let r = Reject::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("too many requests for this key; retry in {secs} s"),
+            )
+            .with("retryAfter", serde_json::json!(secs));
+            let mut resp = error_response(headers, r, trace_id);
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
+            );
+            return (resp, "RATE_LIMITED".into());
+        }
+    }
+    // PostgreSQL cannot store NUL characters; refuse them up front, on every backend alike.
+    let nul_at = if request.query.contains('\0') {
+        Some("query".to_string())
+    } else {
+        nul_path(&request.variables)
+    };
+    if let Some(field) = nul_at {
+        let r = Reject::new(
+            StatusCode::OK,
+            "VALIDATION_ERROR",
+            format!("{field}: text must not contain NUL characters"),
+        )
+        .with("field", serde_json::json!(field));
+        return (
+            error_response(headers, r, trace_id),
+            "VALIDATION_ERROR".into(),
+        );
+    }
+    let mut request = request;
+    match limits::check(
+        &request.query,
+        request.operation_name.as_deref(),
+        &request.variables,
+        &state.limits.query,
+        &state.documents,
+    ) {
+        // Parsed once: the engine executes this document instead of parsing the text again.
+        Ok(Some(document)) => request.set_parsed_query(document),
+        Ok(None) => {}
+        Err(too) => {
+            let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message())
+                .with("kind", serde_json::json!(too.kind))
+                .with("limit", serde_json::json!(too.limit))
+                .with("measured", serde_json::json!(too.measured));
+            return (
+                error_response(headers, r, trace_id),
+                "QUERY_TOO_COMPLEX".into(),
+            );
+        }
+    }
+
+    let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
+    let request = request.data(principal).data(loaders);
+    let executed =
+        tokio::time::timeout(state.limits.request_timeout, state.schema.execute(request)).await;
+    let mut response = match executed {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("request timed out");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                format!(
+                    "the request took longer than {} s and was cancelled (nothing was committed)",
+                    state.limits.request_timeout.as_secs_f64()
+                ),
+            );
+            return (error_response(headers, r, trace_id), "TIMEOUT".into());
+        }
+    };
+    let mut request_error = !response.errors.is_empty();
+    for err in &mut response.errors {
+        if !err.path.is_empty() {
+            request_error = false;
+        }
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            // Parse and validation errors raised by the GraphQL engine itself.
+            let code = if err.message.contains("nested too deep")
+                || err.message.contains("too complex")
+                || err.message.contains("recursion limit")
+                || err.message.contains("recursion depth")
+            {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                "GRAPHQL_VALIDATION_FAILED"
+            };
+            ext.set("code", code);
+        }
+        ext.set("traceId", trace_id);
+    }
+    let request_error = request_error && response.data == async_graphql::Value::Null;
+    let outcome = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| match x.get("code") {
+            Some(async_graphql::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ok".into());
+    let status = if request_error && wants_graphql_response(headers) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let serialized = if request_error {
+        // A request that never executed (parse or validation failure) has no `data` entry.
+        serde_json::to_value(&response).and_then(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("data");
+            }
+            serde_json::to_vec(&v)
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let body = match serialized {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "response serialisation failed");
+            let r = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "internal error",
+            );
+            return (error_response(headers, r, trace_id), "INTERNAL".into());
+        }
+    };
+    let resp = (
+        status,
+        [(header::CONTENT_TYPE, content_type(headers))],
+        body,
+    )
+        .into_response();
+    (resp, outcome)
+}
+
+fn unauthenticated(headers: &HeaderMap, trace_id: &str) -> Response {
+    let r = Reject::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        AppError::Unauthenticated.message(),
+    );
+    let mut resp = error_response(headers, r, trace_id);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn reject(state: &AppState, headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
+    state.metrics.observe(None, r.code, 0.0);
+    error_response(headers, r, trace_id)
+}
+
+fn error_response(headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
+    let mut extensions = r.extensions;
+    extensions.insert("code".into(), r.code.into());
+    extensions.insert("traceId".into(), trace_id.into());
+    let body = serde_json::json!({
+        "errors": [{ "message": r.message, "extensions": extensions }]
+    });
+    (
+        r.status,
+        [(header::CONTENT_TYPE, content_type(headers))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Resolves on SIGINT or SIGTERM, for graceful shutdown.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+}
+
+/// The credential of a request: `Authorization: Bearer K`, `Authorization: Token K` or `X-API-Key: K`.
+fn header_credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(char::is_whitespace)?;
+        let rest = rest.trim();
+        if (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+            && !rest.is_empty()
+        {
+            return Some(rest);
+        }
+        return None;
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_three_header_forms_are_read() {
+        for (name, value) in [
+            ("authorization", "Bearer abc"),
+            ("authorization", "bearer  abc "),
+            ("authorization", "Token abc"),
+            ("x-api-key", "abc"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(header_credential(&h), Some("abc"), "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(header_credential(&h), None);
+        assert_eq!(header_credential(&HeaderMap::new()), None);
+    }
+}
