@@ -6,9 +6,7 @@
 //! `application/graphql-response+json` when the client asks for it — then a request that could
 //! not be executed (parse or validation error) gets 400, as that media type requires. Malformed
 //! requests get 400 with a GraphQL error body; nothing answers 500.
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
 use axum::body::{Body, Bytes};
@@ -17,7 +15,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -25,53 +22,14 @@ use uuid::Uuid;
 pub mod graphiql;
 pub mod limits;
 pub mod metrics;
+pub mod state;
 pub mod ws;
 
-use limits::QueryLimits;
+pub use state::{AppState, ServerLimits};
+
 use memspace_core::error::AppError;
 use memspace_domain::auth as keys;
-use memspace_domain::db::Db;
 use memspace_graphql::context::Loaders;
-use memspace_graphql::schema::AppSchema;
-use metrics::Metrics;
-
-/// Limits of the HTTP layer (all configurable, see `config.rs`).
-#[derive(Clone, Debug)]
-pub struct ServerLimits {
-    pub max_body_bytes: usize,
-    pub request_timeout: Duration,
-    pub query: QueryLimits,
-    /// Requests per second per credential; `None` = no rate limit.
-    pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub schema: AppSchema,
-    pub db: Db,
-    pub limits: Arc<ServerLimits>,
-    pub metrics: Arc<Metrics>,
-    pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
-    pub documents: Arc<limits::Documents>,
-}
-
-impl AppState {
-    pub fn new(schema: AppSchema, db: Db, limits: ServerLimits) -> AppState {
-        let rate_limiter = limits.rate_limit.map(|(per_second, burst)| {
-            Arc::new(RateLimiter::keyed(
-                Quota::per_second(per_second).allow_burst(burst),
-            ))
-        });
-        AppState {
-            schema,
-            db,
-            limits: Arc::new(limits),
-            metrics: Arc::new(Metrics::new()),
-            rate_limiter,
-            documents: Arc::new(limits::Documents::default()),
-        }
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

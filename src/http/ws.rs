@@ -6,7 +6,7 @@ use async_graphql::http::WsMessage;
 use async_graphql::Data;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 
-use super::AppState;
+use super::state::AppState;
 use memspace_domain::auth as keys;
 use memspace_graphql::context::Loaders;
 use memspace_graphql::memories::subscription::WsCredential;

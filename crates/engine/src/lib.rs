@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedder;
 pub mod fusion;
 pub mod keyword;
+pub mod minilm;
 #[cfg(feature = "neural")]
 pub mod neural;
 pub mod neural_embedder;

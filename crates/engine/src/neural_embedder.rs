@@ -22,10 +22,7 @@ use crate::neural::MiniLm;
 #[cfg(not(feature = "neural"))]
 use std::sync::Arc;
 
-pub const NAME: &str = "minilm-l6-v2";
-pub const DIMENSION: usize = 384;
-/// The command that installs the model, for messages.
-pub const INSTALL_HINT: &str = "scripts/fetch-model";
+pub use crate::minilm::{DIMENSION, INSTALL_HINT, NAME};
 
 fn unavailable(reason: String) -> Unavailable {
     Unavailable {

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
-pub use crate::neural_embedder::{DIMENSION, INSTALL_HINT, NAME};
+pub use crate::minilm::{DIMENSION, INSTALL_HINT, NAME};
 
 /// sentence-transformers' `max_seq_length` for this model; longer texts are truncated.
 const MAX_TOKENS: usize = 256;
