@@ -58,7 +58,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         tracing::info!(embedder = %u.name, reason = %u.reason, "embedder unavailable");
     }
     db.migrate().await?;
-    let generated_admin_key = directory::bootstrap(&db.write, config.admin_key.as_deref())
+    let generated_admin_key = directory::bootstrap(&db, config.admin_key.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!(e.message()))
         .context("first-start bootstrap")?;

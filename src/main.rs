@@ -74,11 +74,11 @@ async fn main() -> anyhow::Result<()> {
             let key = match admin {
                 Admin::CreateOrg { handle, name, db } => {
                     let db = open(&db).await?;
-                    service::create_organization(&db.write, &handle, &name).await
+                    service::create_organization(&db, &handle, &name).await
                 }
                 Admin::CreateKey { org, db } => {
                     let db = open(&db).await?;
-                    service::create_admin_key(&db.write, &org).await
+                    service::create_admin_key(&db, &org).await
                 }
             }
             .map_err(|e| anyhow::anyhow!(e.message()))?;

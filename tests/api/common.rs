@@ -155,7 +155,7 @@ impl TestApp {
 
     /// Creates another organization (as the CLI does) and returns its admin key.
     pub async fn other_org(&self, handle: &str) -> String {
-        memspace::directory::create_organization(&self.db.write, handle, handle)
+        memspace::directory::create_organization(&self.db, handle, handle)
             .await
             .map_err(|e| e.message())
             .expect("org created")

@@ -5,12 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use memspace_core::error::AppResult;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::sqlx::ConnectOptions as _;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, SqlxSqliteConnector};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, ExecResult, QueryResult, SqlxSqliteConnector, Statement,
+};
 
 /// The connections of one process.
 ///
@@ -121,6 +125,83 @@ where
             .await?;
     }
     Ok(txn)
+}
+
+/// One write use case's transaction and the events it announces: begin (taking the write lock,
+/// see [`begin`]), run statements on it (it is a [`ConnectionTrait`]), [`Write::stage`] the
+/// events, [`Write::commit`] (which publishes them after the commit). Dropped without a commit,
+/// it rolls back and publishes nothing. Every write service goes through it, so none can
+/// publish an event for a write that did not commit, or forget to stage one on PostgreSQL.
+pub struct Write {
+    txn: DatabaseTransaction,
+    bus: crate::events::Bus,
+    events: Vec<crate::events::BusMessage>,
+}
+
+impl Db {
+    /// Begins a write on the write pool.
+    pub async fn begin_write(&self) -> Result<Write, DbErr> {
+        Ok(Write {
+            txn: begin(&self.write).await?,
+            bus: self.bus.clone(),
+            events: Vec::new(),
+        })
+    }
+}
+
+impl Write {
+    /// Announces `messages` with this transaction: staged in it on PostgreSQL (delivered on
+    /// commit), delivered in-process after [`Write::commit`] on SQLite.
+    pub async fn stage(&mut self, messages: Vec<crate::events::BusMessage>) -> AppResult<()> {
+        self.bus.stage(&self.txn, &messages).await?;
+        self.events.extend(messages);
+        Ok(())
+    }
+
+    /// Announces that who may see what may have changed (flushes caches, re-checks
+    /// subscribers).
+    pub async fn access_changed(&mut self) -> AppResult<()> {
+        let m = self.bus.access_changed();
+        self.stage(vec![m]).await
+    }
+
+    /// Commits, then publishes the staged events.
+    pub async fn commit(self) -> AppResult<()> {
+        self.txn.commit().await?;
+        self.bus.committed(self.events);
+        Ok(())
+    }
+
+    pub fn bus(&self) -> &crate::events::Bus {
+        &self.bus
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Write {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one(stmt).await
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// Hides a password in a database URL before it is logged.

@@ -1,9 +1,10 @@
 //! The directory domain: who exists in an organization, and their keys.
 pub mod batch;
+use crate::db::Db;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -33,15 +34,12 @@ pub struct AdminKey {
 /// First start on an empty database: organization `default`, an admin user and an admin key.
 /// Returns the key when one was generated (it must be shown once); `None` when the database was
 /// already set up or the operator chose the key.
-pub async fn bootstrap<C>(db: &C, chosen_key: Option<&str>) -> AppResult<Option<String>>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+pub async fn bootstrap(db: &Db, chosen_key: Option<&str>) -> AppResult<Option<String>> {
     if let Some(key) = chosen_key {
         keys::validate_chosen_key(key)
             .map_err(|why| AppError::validation("MEMSPACE_ADMIN_KEY", why))?;
     }
-    let txn = crate::db::begin(db).await?;
+    let txn = db.begin_write().await?;
     if organization::Entity::find().count(&txn).await? > 0 {
         return Ok(None);
     }
@@ -62,13 +60,10 @@ where
 }
 
 /// `memspace admin create-org`: a new organization with an admin user and key.
-pub async fn create_organization<C>(db: &C, handle: &str, name: &str) -> AppResult<AdminKey>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+pub async fn create_organization(db: &Db, handle: &str, name: &str) -> AppResult<AdminKey> {
     let handle = validate::handle("handle", handle)?;
     let name = validate::text("name", name, 1, 255)?;
-    let txn = crate::db::begin(db).await?;
+    let txn = db.begin_write().await?;
     let admin = insert_org_with_admin(&txn, &handle, &name, keys::generate()).await?;
     txn.commit().await?;
     Ok(admin)
@@ -110,10 +105,9 @@ async fn insert_org_with_admin(
 }
 
 /// `memspace admin create-key --org H`: a fresh key for the organization's first admin.
-pub async fn create_admin_key<C>(db: &C, org_handle: &str) -> AppResult<AdminKey>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+pub async fn create_admin_key(db: &Db, org_handle: &str) -> AppResult<AdminKey> {
+    let txn = db.begin_write().await?;
+    let db = &txn;
     let org = organization::Entity::find()
         .filter(organization::Column::Handle.eq(org_handle))
         .one(db)
@@ -129,6 +123,7 @@ where
     let key = keys::generate();
     let secret = key.secret.clone();
     insert_key(db, org.id, Some(admin.id), None, "admin (cli)", key).await?;
+    txn.commit().await?;
     Ok(AdminKey {
         organization: org,
         secret,
@@ -160,7 +155,7 @@ async fn insert_key(
 }
 
 pub async fn create_user(
-    db: &impl ConnectionTrait,
+    db: &Db,
     principal: &Principal,
     name: &str,
     email: &str,
@@ -169,7 +164,8 @@ pub async fn create_user(
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
     let email = validate::email("email", email)?;
-    user::ActiveModel {
+    let txn = db.begin_write().await?;
+    let row = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name),
@@ -177,51 +173,55 @@ pub async fn create_user(
         is_admin: Set(is_admin),
         created_at: Set(now()),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(AppError::unique(format!(
         "a user with email {email:?} already exists in this organization"
-    )))
+    )))?;
+    txn.commit().await?;
+    Ok(row)
 }
 
-pub async fn create_role(
-    db: &impl ConnectionTrait,
-    principal: &Principal,
-    name: &str,
-) -> AppResult<role::Model> {
+pub async fn create_role(db: &Db, principal: &Principal, name: &str) -> AppResult<role::Model> {
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
-    role::ActiveModel {
+    let txn = db.begin_write().await?;
+    let row = role::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name.clone()),
         created_at: Set(now()),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(AppError::unique(format!(
         "a role named {name:?} already exists"
-    )))
+    )))?;
+    txn.commit().await?;
+    Ok(row)
 }
 
 pub async fn create_department(
-    db: &impl ConnectionTrait,
+    db: &Db,
     principal: &Principal,
     name: &str,
 ) -> AppResult<department::Model> {
     require_admin(principal)?;
     let name = validate::text("name", name, 1, 255)?;
-    department::ActiveModel {
+    let txn = db.begin_write().await?;
+    let row = department::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         name: Set(name.clone()),
         created_at: Set(now()),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(AppError::unique(format!(
         "a department named {name:?} already exists"
-    )))
+    )))?;
+    txn.commit().await?;
+    Ok(row)
 }
 
 /// A user of the principal's own organization, or NOT_FOUND.
@@ -251,17 +251,17 @@ pub async fn org_agent(
 }
 
 pub async fn assign_role(
-    db: &impl ConnectionTrait,
-    bus: &crate::events::Bus,
+    db: &Db,
     principal: &Principal,
     user_id: Uuid,
     role_id: Uuid,
 ) -> AppResult<user::Model> {
+    let mut txn = db.begin_write().await?;
     require_admin(principal)?;
-    let user = org_user(db, principal, user_id).await?;
+    let user = org_user(&txn, principal, user_id).await?;
     role::Entity::find_by_id(role_id)
         .filter(role::Column::OrganizationId.eq(principal.organization_id))
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("role", role_id))?;
     // Assigning twice is a no-op, not an error.
@@ -275,25 +275,25 @@ pub async fn assign_role(
             .to_owned(),
     )
     .do_nothing()
-    .exec(db)
+    .exec(&txn)
     .await?;
-    let events = bus.access_in(db).await?;
-    bus.committed(events);
+    txn.access_changed().await?;
+    txn.commit().await?;
     Ok(user)
 }
 
 pub async fn assign_department(
-    db: &impl ConnectionTrait,
-    bus: &crate::events::Bus,
+    db: &Db,
     principal: &Principal,
     user_id: Uuid,
     department_id: Uuid,
 ) -> AppResult<user::Model> {
+    let mut txn = db.begin_write().await?;
     require_admin(principal)?;
-    let user = org_user(db, principal, user_id).await?;
+    let user = org_user(&txn, principal, user_id).await?;
     department::Entity::find_by_id(department_id)
         .filter(department::Column::OrganizationId.eq(principal.organization_id))
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("department", department_id))?;
     user_department::Entity::insert(user_department::ActiveModel {
@@ -309,15 +309,15 @@ pub async fn assign_department(
         .to_owned(),
     )
     .do_nothing()
-    .exec(db)
+    .exec(&txn)
     .await?;
-    let events = bus.access_in(db).await?;
-    bus.committed(events);
+    txn.access_changed().await?;
+    txn.commit().await?;
     Ok(user)
 }
 
 pub async fn create_agent(
-    db: &impl ConnectionTrait,
+    db: &Db,
     principal: &Principal,
     handle: &str,
     name: &str,
@@ -325,18 +325,21 @@ pub async fn create_agent(
     require_admin(principal)?;
     let handle = validate::handle("handle", handle)?;
     let name = validate::text("name", name, 1, 255)?;
-    agent::ActiveModel {
+    let txn = db.begin_write().await?;
+    let row = agent::ActiveModel {
         id: Set(Uuid::now_v7()),
         organization_id: Set(principal.organization_id),
         handle: Set(handle.clone()),
         name: Set(name),
         created_at: Set(now()),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(AppError::unique(format!(
         "an agent with handle {handle:?} already exists"
-    )))
+    )))?;
+    txn.commit().await?;
+    Ok(row)
 }
 
 /// Whom a new API key is for.
@@ -348,11 +351,12 @@ pub enum KeyHolder {
 /// Creates a key for a user or agent of the caller's organization. Admins may create keys for
 /// anyone in it; a user may create keys for themselves. Returns the row and the secret.
 pub async fn create_api_key(
-    db: &impl ConnectionTrait,
+    db: &Db,
     principal: &Principal,
     holder: KeyHolder,
     name: &str,
 ) -> AppResult<(api_key::Model, String)> {
+    let txn = db.begin_write().await?;
     let name = validate::text("name", name, 1, 255)?;
     let (user_id, agent_id) = match holder {
         KeyHolder::User(id) => {
@@ -360,18 +364,26 @@ pub async fn create_api_key(
             if !is_self {
                 require_admin(principal)?;
             }
-            (Some(org_user(db, principal, id).await?.id), None)
+            (Some(org_user(&txn, principal, id).await?.id), None)
         }
         KeyHolder::Agent(id) => {
             require_admin(principal)?;
-            (None, Some(org_agent(db, principal, id).await?.id))
+            (None, Some(org_agent(&txn, principal, id).await?.id))
         }
     };
     let key = keys::generate();
     let secret = key.secret.clone();
-    let row = insert_key(db, principal.organization_id, user_id, agent_id, &name, key).await?;
+    let row = insert_key(
+        &txn,
+        principal.organization_id,
+        user_id,
+        agent_id,
+        &name,
+        key,
+    )
+    .await?;
     audit::record(
-        db,
+        &txn,
         principal,
         Event {
             action: "api_key.create",
@@ -381,32 +393,30 @@ pub async fn create_api_key(
         },
     )
     .await?;
+    txn.commit().await?;
     Ok((row, secret))
 }
 
 /// Revokes a key of the caller's organization (admins: any; others: their own).
-pub async fn revoke_api_key(
-    db: &impl ConnectionTrait,
-    bus: &crate::events::Bus,
-    principal: &Principal,
-    id: Uuid,
-) -> AppResult<Uuid> {
+pub async fn revoke_api_key(db: &Db, principal: &Principal, id: Uuid) -> AppResult<Uuid> {
+    let mut txn = db.begin_write().await?;
     let key = api_key::Entity::find_by_id(id)
         .filter(api_key::Column::OrganizationId.eq(principal.organization_id))
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| AppError::not_found("API key", id))?;
+    // Someone else's key answers exactly like a key that does not exist: no existence oracle.
     let own = key.user_id == Some(principal.id) || key.agent_id == Some(principal.id);
-    if !own {
-        require_admin(principal)?;
+    if !own && !principal.is_admin_of(key.organization_id) {
+        return Err(AppError::not_found("API key", id));
     }
     if key.revoked_at.is_none() {
         let org = key.organization_id;
         let mut active: api_key::ActiveModel = key.into();
         active.revoked_at = Set(Some(now()));
-        active.update(db).await?;
+        active.update(&txn).await?;
         audit::record(
-            db,
+            &txn,
             principal,
             Event {
                 action: "api_key.revoke",
@@ -416,8 +426,8 @@ pub async fn revoke_api_key(
             },
         )
         .await?;
-        let events = bus.access_in(db).await?;
-        bus.committed(events);
+        txn.access_changed().await?;
+        txn.commit().await?;
     }
     Ok(id)
 }

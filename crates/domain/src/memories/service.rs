@@ -509,7 +509,7 @@ pub async fn create_many(
 
     let at = now();
     let (author_kind, author_id) = author(principal);
-    let txn = crate::db::begin(&db.write).await?;
+    let mut txn = db.begin_write().await?;
     // Access may have changed while we embedded.
     let access = spaces::load(&txn, principal, space_id).await?;
     writable(&access)?;
@@ -795,9 +795,8 @@ pub async fn create_many(
     for (m, _) in touched.values() {
         events.push(event(principal, &db.bus, MemoryEventKind::Updated, m));
     }
-    db.bus.stage(&txn, &events).await?;
+    txn.stage(events).await?;
     txn.commit().await?;
-    db.bus.committed(events);
     index.upsert(space_id, version, vectors).await;
     // Every `Touched` id was entered in `touched` when its slot was pushed.
     Ok(results
@@ -1009,7 +1008,7 @@ pub async fn update(
         None
     };
 
-    let txn = crate::db::begin(&db.write).await?;
+    let mut txn = db.begin_write().await?;
     let (current, access) = load(&txn, principal, id).await?;
     writable(&access)?;
     if let Some(expected) = patch.expected_version {
@@ -1121,10 +1120,9 @@ pub async fn update(
         }
         audit::cross_tenant(&txn, principal, "memory.update", [&access.space]).await?;
         events.push(event(principal, &db.bus, MemoryEventKind::Updated, &m));
-        db.bus.stage(&txn, &events).await?;
+        txn.stage(events).await?;
     }
     txn.commit().await?;
-    db.bus.committed(events);
     if let (Some(v), Some(version)) = (vectors, version) {
         index.upsert(m.space_id, version, vec![(id, v)]).await;
     }
@@ -1137,7 +1135,7 @@ pub async fn delete(
     principal: &Principal,
     id: Uuid,
 ) -> AppResult<Uuid> {
-    let txn = crate::db::begin(&db.write).await?;
+    let mut txn = db.begin_write().await?;
     let (m, access) = load(&txn, principal, id).await?;
     writable(&access)?;
     // The space row first, as every writer does (one lock order), counting the memory as read;
@@ -1153,9 +1151,8 @@ pub async fn delete(
     count_memories(&txn, m.space_id, assumed - actual).await?;
     audit::cross_tenant(&txn, principal, "memory.delete", [&access.space]).await?;
     let events = vec![event(principal, &db.bus, MemoryEventKind::Deleted, &m)];
-    db.bus.stage(&txn, &events).await?;
+    txn.stage(events).await?;
     txn.commit().await?;
-    db.bus.committed(events);
     index.remove(m.space_id, &[id]).await;
     Ok(id)
 }
@@ -1294,7 +1291,7 @@ pub async fn sweep_expired(db: &Db, index: &VectorIndex) -> AppResult<usize> {
     let postgres = db.write.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
     let mut swept = 0;
     for part in expired.chunks(INSERT_BATCH) {
-        let txn = crate::db::begin(&db.write).await?;
+        let txn = db.begin_write().await?;
         let mut space_ids: Vec<Uuid> = part.iter().map(|(_, s)| *s).collect();
         space_ids.sort();
         space_ids.dedup();

@@ -4,7 +4,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::service::SpaceAccess;
+use super::load::SpaceAccess;
 use entity::{space_label, space_tag};
 use memspace_core::access;
 use memspace_core::principal::Principal;

@@ -1,10 +1,11 @@
 //! Linked spaces (the seeds' "additional vector stores"): searching a space also searches the
 //! spaces linked to it that the caller can read.
+use crate::db::Db;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
-use super::service::{self, SpaceAccess};
+use super::load::{self as service, SpaceAccess};
 use entity::{space, space_grant, space_link};
 use memspace_core::access::{self, Permission};
 use memspace_core::clock::now;
@@ -12,22 +13,19 @@ use memspace_core::error::{AppError, AppResult};
 use memspace_core::principal::Principal;
 
 /// Links `linked_id` to `space_id`: OWNER on the space, VIEW on the linked one.
-pub async fn link<C>(
-    db: &C,
+pub async fn link(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     linked_id: Uuid,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> AppResult<SpaceAccess> {
     if space_id == linked_id {
         return Err(AppError::validation(
             "linkedSpaceId",
             "a space cannot be linked to itself",
         ));
     }
-    let txn = crate::db::begin(db).await?;
+    let txn = db.begin_write().await?;
     service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     service::load(&txn, principal, linked_id).await?;
     space_link::Entity::insert(space_link::ActiveModel {
@@ -51,16 +49,13 @@ where
     Ok(access)
 }
 
-pub async fn unlink<C>(
-    db: &C,
+pub async fn unlink(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     linked_id: Uuid,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<SpaceAccess> {
+    let txn = db.begin_write().await?;
     service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     space_link::Entity::delete_many()
         .filter(space_link::Column::SpaceId.eq(space_id))

@@ -1,13 +1,13 @@
 //! Grants: who besides the owner may see or edit a space; the assigned agent.
+use crate::db::Db;
 use std::collections::BTreeMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::service::{self, SpaceAccess};
+use super::load::{self as service, SpaceAccess};
 use crate::audit::{self as audit, Event};
 use entity::{agent, department, organization, role, space, space_grant, user};
 use memspace_core::access::{Permission, SubjectKind};
@@ -289,40 +289,31 @@ pub async fn clear(db: &impl ConnectionTrait, space_id: Uuid) -> AppResult<()> {
 }
 
 /// `shareSpace`: adds grants (or changes the permission of an existing subject). OWNER only.
-pub async fn share<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn share(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     specs: Vec<GrantSpec>,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<SpaceAccess> {
+    let mut txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let grants = resolve(&txn, access.space.organization_id, specs, true).await?;
     upsert(&txn, space_id, &grants).await?;
     touch_and_audit(&txn, principal, &access.space, "space.share").await?;
     let access = service::load(&txn, principal, space_id).await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(access)
 }
 
 /// `unshareSpace`: removes the grants of the given subjects (their permission is ignored).
-pub async fn unshare<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn unshare(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     specs: Vec<GrantSpec>,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<SpaceAccess> {
+    let mut txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let org = access.space.organization_id;
     for spec in specs {
@@ -351,9 +342,8 @@ where
     }
     touch_and_audit(&txn, principal, &access.space, "space.unshare").await?;
     let access = service::load(&txn, principal, space_id).await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(access)
 }
 
@@ -385,17 +375,13 @@ async fn touch_and_audit(
 }
 
 /// `assignAgent`: the agent that works in the space (it holds EDIT); `None` unassigns. OWNER only.
-pub async fn assign_agent<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn assign_agent(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     agent_id: Option<Uuid>,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<SpaceAccess> {
+    let mut txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     if let Some(id) = agent_id {
         let found = agent::Entity::find_by_id(id)
@@ -419,8 +405,7 @@ where
         .await?;
     touch_and_audit(&txn, principal, &access.space, "space.assign_agent").await?;
     let access = service::load(&txn, principal, space_id).await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(access)
 }

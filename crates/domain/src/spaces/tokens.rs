@@ -1,12 +1,12 @@
 //! Space tokens: bearer credentials for exactly one space, VIEW or EDIT, optionally expiring.
+use crate::db::Db;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::service;
+use super::load as service;
 use crate::audit::{self as audit, Event};
 use crate::auth as keys;
 use entity::space_token;
@@ -15,17 +15,14 @@ use memspace_core::error::{AppError, AppResult};
 use memspace_core::principal::Principal;
 use memspace_core::{clock::now, validate};
 
-pub async fn create<C>(
-    db: &C,
+pub async fn create(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     permission: Permission,
     expires_at: Option<DateTime<Utc>>,
     name: Option<String>,
-) -> AppResult<(space_token::Model, String)>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> AppResult<(space_token::Model, String)> {
     if !matches!(permission, Permission::View | Permission::Edit) {
         return Err(AppError::validation(
             "permission",
@@ -38,7 +35,7 @@ where
     let name = name
         .map(|n| validate::text("name", &n, 1, 255))
         .transpose()?;
-    let txn = crate::db::begin(db).await?;
+    let txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let key = keys::generate_with(keys::SPACE_TOKEN_PREFIX);
     let secret = key.secret.clone();
@@ -72,16 +69,8 @@ where
 }
 
 /// Revokes a token: requests with it get 401 from now on. OWNER of its space only.
-pub async fn revoke<C>(
-    db: &C,
-    bus: &crate::events::Bus,
-    principal: &Principal,
-    id: Uuid,
-) -> AppResult<Uuid>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+pub async fn revoke(db: &Db, principal: &Principal, id: Uuid) -> AppResult<Uuid> {
+    let mut txn = db.begin_write().await?;
     let token = space_token::Entity::find_by_id(id)
         .one(&txn)
         .await?
@@ -106,9 +95,8 @@ where
         )
         .await?;
     }
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(id)
 }
 

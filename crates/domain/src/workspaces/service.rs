@@ -1,9 +1,10 @@
 //! The workspace domain: CRUD, members with roles, moving spaces in and out.
+use crate::db::Db;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -54,21 +55,17 @@ fn duplicate(name: &str) -> String {
     format!("a workspace named {name:?} already exists in this organization")
 }
 
-pub async fn create<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn create(
+    db: &Db,
     principal: &Principal,
     input: NewWorkspace,
-) -> AppResult<workspace::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> AppResult<workspace::Model> {
     if principal.kind != PrincipalKind::User {
         return Err(AppError::forbidden("only users can create workspaces"));
     }
     let name = name(&input.name)?;
     let description = description(input.description.as_deref().unwrap_or(""))?;
-    let txn = crate::db::begin(db).await?;
+    let mut txn = db.begin_write().await?;
     let at = now();
     let ws = workspace::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -93,24 +90,20 @@ where
     .exec_without_returning(&txn)
     .await?;
     // The creator's memberships changed: cached principals must be reloaded.
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(ws)
 }
 
-pub async fn update<C>(
-    db: &C,
+pub async fn update(
+    db: &Db,
     principal: &Principal,
     id: Uuid,
     patch: WorkspacePatch,
-) -> AppResult<workspace::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> AppResult<workspace::Model> {
     let new_name = patch.name.as_deref().map(name).transpose()?;
     let new_description = patch.description.as_deref().map(description).transpose()?;
-    let txn = crate::db::begin(db).await?;
+    let txn = db.begin_write().await?;
     let (ws, _) = load_for(&txn, principal, id, WorkspaceRole::Admin).await?;
     let mut active: workspace::ActiveModel = ws.clone().into();
     let mut changed = false;
@@ -152,17 +145,8 @@ fn new_name_or(active: &workspace::ActiveModel, current: &str) -> String {
 
 /// Deletes a workspace (its OWNER or an org admin). Live spaces block it unless `force`, which
 /// soft-deletes them in the same transaction. Spaces leave the workspace either way.
-pub async fn delete<C>(
-    db: &C,
-    bus: &crate::events::Bus,
-    principal: &Principal,
-    id: Uuid,
-    force: bool,
-) -> AppResult<Uuid>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+pub async fn delete(db: &Db, principal: &Principal, id: Uuid, force: bool) -> AppResult<Uuid> {
+    let mut txn = db.begin_write().await?;
     let (ws, _) = load_for(&txn, principal, id, WorkspaceRole::Owner).await?;
     let live = space::Entity::find()
         .filter(space::Column::WorkspaceId.eq(id))
@@ -205,9 +189,8 @@ where
         },
     )
     .await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(id)
 }
 
@@ -348,18 +331,14 @@ async fn member(
     )
 }
 
-pub async fn add_member<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn add_member(
+    db: &Db,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
     role: WorkspaceRole,
-) -> AppResult<workspace_member::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<workspace_member::Model> {
+    let mut txn = db.begin_write().await?;
     let (ws, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     may_touch(actor, None, Some(role))?;
     let found = user::Entity::find_by_id(user_id)
@@ -386,24 +365,19 @@ where
     .insert(&txn)
     .await
     .map_err(AppError::unique("this user is already a member"))?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(row)
 }
 
-pub async fn update_member<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn update_member(
+    db: &Db,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
     role: WorkspaceRole,
-) -> AppResult<workspace_member::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<workspace_member::Model> {
+    let mut txn = db.begin_write().await?;
     lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
@@ -423,23 +397,18 @@ where
     let mut active: workspace_member::ActiveModel = current.into();
     active.role = Set(role.as_str().to_string());
     let row = active.update(&txn).await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(row)
 }
 
-pub async fn remove_member<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn remove_member(
+    db: &Db,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
-) -> AppResult<Uuid>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<Uuid> {
+    let mut txn = db.begin_write().await?;
     lock_workspace(&txn, workspace_id).await?;
     let (_, actor) = load_for(&txn, principal, workspace_id, WorkspaceRole::Admin).await?;
     let current = member(&txn, workspace_id, user_id)
@@ -456,9 +425,8 @@ where
     workspace_member::Entity::delete_by_id((workspace_id, user_id))
         .exec(&txn)
         .await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(user_id)
 }
 
@@ -512,17 +480,13 @@ pub async fn member_count(db: &impl ConnectionTrait, cond: Condition) -> AppResu
 }
 
 /// `moveSpace`: OWNER on the space, and ADMIN or more in the target workspace (null detaches).
-pub async fn move_space<C>(
-    db: &C,
-    bus: &crate::events::Bus,
+pub async fn move_space(
+    db: &Db,
     principal: &Principal,
     space_id: Uuid,
     workspace_id: Option<Uuid>,
-) -> AppResult<SpaceAccess>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let txn = crate::db::begin(db).await?;
+) -> AppResult<SpaceAccess> {
+    let mut txn = db.begin_write().await?;
     let current = spaces::load_for(&txn, principal, space_id, Permission::Owner).await?;
     if let Some(w) = workspace_id {
         let (ws, _) = load_for(&txn, principal, w, WorkspaceRole::Admin).await?;
@@ -553,8 +517,7 @@ where
         .await?;
     }
     let access = spaces::load(&txn, principal, space_id).await?;
-    let events = bus.access_in(&txn).await?;
+    txn.access_changed().await?;
     txn.commit().await?;
-    bus.committed(events);
     Ok(access)
 }

@@ -182,12 +182,17 @@ mod tests {
         shared_across_threads::<MiniLm>();
     };
 
-    /// The model from `MEMSPACE_MODEL_DIR` or the repo's `models/`; `None` (test skipped) when
-    /// absent, unless `MEMSPACE_REQUIRE_MODEL=1`.
+    /// The model from `MEMSPACE_MODEL_DIR` or the workspace root's `models/` (where
+    /// `scripts/fetch-model` puts it; this crate sits two levels below the root); `None` (test
+    /// skipped) when absent, unless `MEMSPACE_REQUIRE_MODEL=1`.
     fn model() -> Option<MiniLm> {
         let dir = std::env::var_os("MEMSPACE_MODEL_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default_model_dir()));
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .join(default_model_dir())
+            });
         if !dir.join("model.safetensors").is_file() {
             let required = std::env::var("MEMSPACE_REQUIRE_MODEL").is_ok_and(|v| v == "1");
             assert!(

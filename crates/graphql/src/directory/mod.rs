@@ -330,23 +330,15 @@ impl DirectoryMutation {
     /// Creates a user in the caller's organization (org admins only).
     async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
         let p = ctx.principal()?;
-        let u = service::create_user(
-            &ctx.db().write,
-            p,
-            &input.name,
-            &input.email,
-            input.is_admin,
-        )
-        .await?;
+        let u =
+            service::create_user(ctx.db(), p, &input.name, &input.email, input.is_admin).await?;
         Ok(User(u))
     }
 
     /// Creates a role (org admins only).
     async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Result<Role> {
         let p = ctx.principal()?;
-        Ok(Role(
-            service::create_role(&ctx.db().write, p, &input.name).await?,
-        ))
+        Ok(Role(service::create_role(ctx.db(), p, &input.name).await?))
     }
 
     /// Creates a department (org admins only).
@@ -357,7 +349,7 @@ impl DirectoryMutation {
     ) -> Result<Department> {
         let p = ctx.principal()?;
         Ok(Department(
-            service::create_department(&ctx.db().write, p, &input.name).await?,
+            service::create_department(ctx.db(), p, &input.name).await?,
         ))
     }
 
@@ -367,7 +359,7 @@ impl DirectoryMutation {
         let user_id = resource_id("user", &user_id)?;
         let role_id = resource_id("role", &role_id)?;
         Ok(User(
-            service::assign_role(&ctx.db().write, &ctx.db().bus, p, user_id, role_id).await?,
+            service::assign_role(ctx.db(), p, user_id, role_id).await?,
         ))
     }
 
@@ -382,8 +374,7 @@ impl DirectoryMutation {
         let user_id = resource_id("user", &user_id)?;
         let department_id = resource_id("department", &department_id)?;
         Ok(User(
-            service::assign_department(&ctx.db().write, &ctx.db().bus, p, user_id, department_id)
-                .await?,
+            service::assign_department(ctx.db(), p, user_id, department_id).await?,
         ))
     }
 
@@ -391,7 +382,7 @@ impl DirectoryMutation {
     async fn create_agent(&self, ctx: &Context<'_>, input: CreateAgentInput) -> Result<Agent> {
         let p = ctx.principal()?;
         Ok(Agent(
-            service::create_agent(&ctx.db().write, p, &input.handle, &input.name).await?,
+            service::create_agent(ctx.db(), p, &input.handle, &input.name).await?,
         ))
     }
 
@@ -414,7 +405,7 @@ impl DirectoryMutation {
                 .into())
             }
         };
-        let (row, key) = service::create_api_key(&ctx.db().write, p, holder, &input.name).await?;
+        let (row, key) = service::create_api_key(ctx.db(), p, holder, &input.name).await?;
         Ok(ApiKeySecret {
             key,
             api_key: ApiKey(row),
@@ -425,7 +416,7 @@ impl DirectoryMutation {
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("API key", &id)?;
-        let id = service::revoke_api_key(&ctx.db().write, &ctx.db().bus, p, id).await?;
+        let id = service::revoke_api_key(ctx.db(), p, id).await?;
         Ok(ID(id.to_string()))
     }
 }

@@ -759,11 +759,9 @@ impl SpaceMutation {
             duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
-        Ok(
-            service::create(&ctx.db().write, &ctx.db().embedders, p, new)
-                .await?
-                .into(),
-        )
+        Ok(service::create(ctx.db(), &ctx.db().embedders, p, new)
+            .await?
+            .into())
     }
 
     /// Changes a space (OWNER permission). Owner, embedder and chunking are immutable.
@@ -795,36 +793,28 @@ impl SpaceMutation {
             duplicate_threshold: input.duplicate_threshold,
             grants: grant_lists!(input),
         };
-        Ok(
-            service::update(&ctx.db().write, &ctx.db().bus, p, id, patch)
-                .await?
-                .into(),
-        )
+        Ok(service::update(ctx.db(), p, id, patch).await?.into())
     }
 
     /// Soft-deletes a space (OWNER permission): hidden from lists, memories kept.
     async fn delete_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(service::delete(&ctx.db().write, &ctx.db().bus, p, id)
-            .await?
-            .into())
+        Ok(service::delete(ctx.db(), p, id).await?.into())
     }
 
     /// Undoes `deleteSpace` (OWNER permission).
     async fn restore_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(service::restore(&ctx.db().write, &ctx.db().bus, p, id)
-            .await?
-            .into())
+        Ok(service::restore(ctx.db(), p, id).await?.into())
     }
 
     /// Deletes a space and everything in it, permanently (OWNER permission). Returns its id.
     async fn purge_space(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let id = service::purge(&ctx.db().write, &ctx.db().bus, p, id).await?;
+        let id = service::purge(ctx.db(), p, id).await?;
         // Its vectors are gone from the database; drop them from this process's index too.
         ctx.index().forget_space(id);
         Ok(ID(id.to_string()))
@@ -840,11 +830,9 @@ impl SpaceMutation {
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(
-            sharing::share(&ctx.db().write, &ctx.db().bus, p, id, grant_specs(grants))
-                .await?
-                .into(),
-        )
+        Ok(sharing::share(ctx.db(), p, id, grant_specs(grants))
+            .await?
+            .into())
     }
 
     /// Takes grants away from the given subjects (OWNER permission).
@@ -856,11 +844,9 @@ impl SpaceMutation {
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        Ok(
-            sharing::unshare(&ctx.db().write, &ctx.db().bus, p, id, grant_specs(grants))
-                .await?
-                .into(),
-        )
+        Ok(sharing::unshare(ctx.db(), p, id, grant_specs(grants))
+            .await?
+            .into())
     }
 
     /// Assigns the agent that works in the space (it holds EDIT); null unassigns. OWNER only.
@@ -873,11 +859,9 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &space_id)?;
         let agent_id = agent_id.map(|a| input_id("agentId", &a)).transpose()?;
-        Ok(
-            sharing::assign_agent(&ctx.db().write, &ctx.db().bus, p, space_id, agent_id)
-                .await?
-                .into(),
-        )
+        Ok(sharing::assign_agent(ctx.db(), p, space_id, agent_id)
+            .await?
+            .into())
     }
 
     /// Creates a bearer token for one space (OWNER permission). The secret is shown only here.
@@ -893,7 +877,7 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &space_id)?;
         let (row, token) =
-            tokens::create(&ctx.db().write, p, space_id, permission, expires_at, name).await?;
+            tokens::create(ctx.db(), p, space_id, permission, expires_at, name).await?;
         Ok(SpaceTokenSecret {
             token,
             space_token: SpaceToken(row),
@@ -906,7 +890,7 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let linked = resource_id("space", &linked_space_id)?;
-        Ok(links::link(&ctx.db().write, p, id, linked).await?.into())
+        Ok(links::link(ctx.db(), p, id, linked).await?.into())
     }
 
     /// Removes a link (OWNER permission).
@@ -914,15 +898,13 @@ impl SpaceMutation {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let linked = resource_id("space", &linked_space_id)?;
-        Ok(links::unlink(&ctx.db().write, p, id, linked).await?.into())
+        Ok(links::unlink(ctx.db(), p, id, linked).await?.into())
     }
 
     /// Revokes a space token (OWNER permission on its space). Returns its id.
     async fn revoke_space_token(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space token", &id)?;
-        Ok(ID(tokens::revoke(&ctx.db().write, &ctx.db().bus, p, id)
-            .await?
-            .to_string()))
+        Ok(ID(tokens::revoke(ctx.db(), p, id).await?.to_string()))
     }
 }

@@ -279,8 +279,7 @@ impl WorkspaceMutation {
     ) -> Result<Workspace> {
         let p = ctx.principal()?;
         let model = service::create(
-            &ctx.db().write,
-            &ctx.db().bus,
+            ctx.db(),
             p,
             NewWorkspace {
                 name: input.name,
@@ -306,7 +305,7 @@ impl WorkspaceMutation {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
         let model = service::update(
-            &ctx.db().write,
+            ctx.db(),
             p,
             id,
             WorkspacePatch {
@@ -333,15 +332,9 @@ impl WorkspaceMutation {
     ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
-        Ok(ID(service::delete(
-            &ctx.db().write,
-            &ctx.db().bus,
-            p,
-            id,
-            force,
-        )
-        .await?
-        .to_string()))
+        Ok(ID(service::delete(ctx.db(), p, id, force)
+            .await?
+            .to_string()))
     }
 
     /// Adds a user of the organization to the workspace (ADMIN or more; granting OWNER needs
@@ -357,7 +350,7 @@ impl WorkspaceMutation {
         let ws = resource_id("workspace", &workspace_id)?;
         let user = crate::context::input_id("userId", &user_id)?;
         Ok(WorkspaceMember(
-            service::add_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
+            service::add_member(ctx.db(), p, ws, user, role).await?,
         ))
     }
 
@@ -373,7 +366,7 @@ impl WorkspaceMutation {
         let ws = resource_id("workspace", &workspace_id)?;
         let user = resource_id("workspace member", &user_id)?;
         Ok(WorkspaceMember(
-            service::update_member(&ctx.db().write, &ctx.db().bus, p, ws, user, role).await?,
+            service::update_member(ctx.db(), p, ws, user, role).await?,
         ))
     }
 
@@ -387,15 +380,9 @@ impl WorkspaceMutation {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;
         let user = resource_id("workspace member", &user_id)?;
-        Ok(ID(service::remove_member(
-            &ctx.db().write,
-            &ctx.db().bus,
-            p,
-            ws,
-            user,
-        )
-        .await?
-        .to_string()))
+        Ok(ID(service::remove_member(ctx.db(), p, ws, user)
+            .await?
+            .to_string()))
     }
 
     /// Moves a space into a workspace (OWNER on the space, ADMIN or more in the workspace), or
@@ -411,10 +398,6 @@ impl WorkspaceMutation {
         let ws = workspace_id
             .map(|w| resource_id("workspace", &w))
             .transpose()?;
-        Ok(
-            service::move_space(&ctx.db().write, &ctx.db().bus, p, id, ws)
-                .await?
-                .into(),
-        )
+        Ok(service::move_space(ctx.db(), p, id, ws).await?.into())
     }
 }
