@@ -24,6 +24,12 @@ use memspace_core::page::page_size;
 /// The depth allowed to introspection queries (GraphiQL's full schema query is ~13 deep).
 pub const INTROSPECTION_DEPTH: usize = 20;
 
+/// How deep fragments may spread into fragments (F0 spreads F1, which spreads F2, …). A spread
+/// adds no field level, so without this bound a chain of fragments drives the walk as deep as
+/// the client likes; the walk's recursion is bounded by `64 + MAX_FRAGMENT_NESTING` frames.
+/// Relay's deepest generated chains are a few tens long.
+pub const MAX_FRAGMENT_NESTING: usize = 64;
+
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
     pub max_depth: usize,
@@ -100,6 +106,10 @@ struct Walker<'a> {
     /// (depth, cost, aliases) of each fragment, computed once: a fragment spread many times
     /// (a "fragment bomb") costs its size times the spreads, not exponential time.
     memo: std::collections::HashMap<Name, (usize, usize, usize)>,
+    /// Fragments (spreads and inline) entered and not yet left.
+    fragment_nesting: usize,
+    /// The deepest fragment nesting met; above `MAX_FRAGMENT_NESTING` the walk stopped there.
+    deepest_fragment: usize,
 }
 
 impl Walker<'_> {
@@ -151,12 +161,19 @@ impl Walker<'_> {
                         1usize.saturating_add(multiplier.saturating_mul(sub_c)),
                     )
                 }
+                Selection::InlineFragment(_) | Selection::FragmentSpread(_)
+                    if !self.enter_fragment() =>
+                {
+                    return (level, usize::MAX / 4);
+                }
                 Selection::InlineFragment(fr) => {
-                    self.walk(&fr.node.selection_set.node, visiting, level)
+                    let walked = self.walk(&fr.node.selection_set.node, visiting, level);
+                    self.fragment_nesting -= 1;
+                    walked
                 }
                 Selection::FragmentSpread(sp) => {
                     let name = sp.node.fragment_name.node.clone();
-                    if let Some((d, c, a)) = self.memo.get(&name).copied() {
+                    let walked = if let Some((d, c, a)) = self.memo.get(&name).copied() {
                         self.aliases = self.aliases.saturating_add(a);
                         (d, c)
                     } else {
@@ -170,13 +187,26 @@ impl Walker<'_> {
                             }
                             _ => (0, 0),
                         }
-                    }
+                    };
+                    self.fragment_nesting -= 1;
+                    walked
                 }
             };
             depth = depth.max(d);
             cost = cost.saturating_add(c);
         }
         (depth, cost)
+    }
+
+    /// Counts one more fragment level; false (and the walk stops) past the bound.
+    fn enter_fragment(&mut self) -> bool {
+        self.fragment_nesting += 1;
+        self.deepest_fragment = self.deepest_fragment.max(self.fragment_nesting);
+        if self.fragment_nesting > MAX_FRAGMENT_NESTING {
+            self.fragment_nesting -= 1;
+            return false;
+        }
+        true
     }
 
     fn walk_fragment(
@@ -312,8 +342,17 @@ fn check_document(
             variables,
             aliases: 0,
             memo: Default::default(),
+            fragment_nesting: 0,
+            deepest_fragment: 0,
         };
         let (depth, complexity) = walker.walk(&op.node.selection_set.node, &mut HashSet::new(), 1);
+        if walker.deepest_fragment > MAX_FRAGMENT_NESTING {
+            return Err(TooComplex {
+                kind: "fragment nesting",
+                limit: MAX_FRAGMENT_NESTING,
+                measured: walker.deepest_fragment,
+            });
+        }
         if depth > max_depth {
             return Err(TooComplex {
                 kind: "depth",
@@ -427,6 +466,36 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(run(&q).unwrap_err().kind, "complexity");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    /// A chain of fragments each spreading the next: the walk stops at the bound instead of
+    /// recursing once per fragment (5,000 of them overflowed the stack and killed the server).
+    #[test]
+    fn a_long_fragment_chain_is_refused_without_deep_recursion() {
+        let chain = |n: usize| {
+            let mut q = String::from("query { viewer { ...F0 } } ");
+            for k in 0..n {
+                q.push_str(&format!(
+                    "fragment F{k} on Viewer {{ organization {{ id }} ...F{} }} ",
+                    k + 1
+                ));
+            }
+            q.push_str(&format!("fragment F{n} on Viewer {{ roles {{ id }} }}"));
+            q
+        };
+        // Run on a thread with a small stack: the walk must not need one frame per fragment.
+        let refused = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || run(&chain(50_000)))
+            .unwrap()
+            .join()
+            .expect("the walk must not overflow the stack");
+        let err = refused.unwrap_err();
+        assert_eq!(
+            (err.kind, err.limit),
+            ("fragment nesting", MAX_FRAGMENT_NESTING)
+        );
+        assert!(run(&chain(MAX_FRAGMENT_NESTING - 1)).is_ok());
     }
 
     #[test]

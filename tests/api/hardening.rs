@@ -461,6 +461,37 @@ async fn a_fragment_bomb_is_refused_quickly() {
     );
 }
 
+/// The attack of issue 17 item 1: 5,000 fragments each spreading the next (~258 KB, under the
+/// body limit) used to overflow the limit walker's stack and abort the whole process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_5000_spread_fragments_is_query_too_complex_and_the_server_lives_on() {
+    let app = TestApp::spawn().await;
+    let n = 5_000;
+    let mut q = String::from("query { viewer { ...F0 } } ");
+    for k in 0..n {
+        q.push_str(&format!(
+            "fragment F{k} on Viewer {{ organization {{ id }} ...F{} }} ",
+            k + 1
+        ));
+    }
+    q.push_str(&format!("fragment F{n} on Viewer {{ roles {{ id }} }}"));
+    assert!(q.len() > 250_000, "{} bytes", q.len());
+
+    let r = app.gql(&q, json!({})).await;
+    let ext = assert_too_complex(&r, "fragment nesting");
+    assert_eq!(ext["limit"], 64, "{}", r.body);
+
+    let after = app
+        .gql("{ viewer { organization { id } } }", json!({}))
+        .await;
+    assert_eq!(
+        after.status, 200,
+        "the server still answers: {}",
+        after.body
+    );
+    assert!(after.body["errors"].is_null(), "{}", after.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_multiplied_through_fragments_and_aliases_is_query_too_complex() {
     // Introspection is exempt from the ordinary limits so GraphiQL works. But fragments that
