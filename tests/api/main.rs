@@ -14,6 +14,7 @@ mod memories;
 mod quality;
 mod realtime;
 mod replicas;
+mod response_shape;
 mod search;
 mod search_property;
 mod sharing;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod context;
 pub mod directory;
+pub mod field_errors;
 pub mod loaders;
 pub mod memories;
 pub mod page;

@@ -41,7 +41,8 @@ pub fn build(db: Option<(Db, Arc<VectorIndex>)>) -> AppSchema {
         Query::default(),
         Mutation::default(),
         Subscription::default(),
-    );
+    )
+    .extension(crate::field_errors::FieldErrors);
     if let Some((db, index)) = db {
         builder = builder.data(db).data(index);
     }

@@ -259,15 +259,16 @@ pub struct DirectoryQuery;
 
 #[Object]
 impl DirectoryQuery {
-    /// Who is calling. Space tokens have no viewer (their space is their whole world): FORBIDDEN.
-    async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
+    /// Who is calling. Space tokens have no viewer (their space is their whole world): `null`
+    /// with a FORBIDDEN error, beside whatever else the request asked for.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<Viewer>> {
         if ctx.principal()?.token.is_some() {
             return Err(AppError::forbidden(
                 "a space token has no viewer; it reaches only its space",
             )
             .into());
         }
-        Ok(Viewer)
+        Ok(Some(Viewer))
     }
 
     /// The agents of the caller's organization, by handle (`handle` picks one).

@@ -248,14 +248,17 @@ impl Space {
             .map_err(loader_err)?
             .map(Agent))
     }
-    /// The space's tokens, newest first (OWNER permission only; others get OWNER_ONLY).
-    async fn tokens(&self, ctx: &Context<'_>) -> Result<Vec<SpaceToken>> {
+    /// The space's tokens, newest first. OWNER permission only: for anyone else the field is
+    /// `null` with an OWNER_ONLY error, and the rest of the space is still returned.
+    async fn tokens(&self, ctx: &Context<'_>) -> Result<Option<Vec<SpaceToken>>> {
         memspace_core::access::check(self.permission, Permission::Owner, &self.model)?;
-        Ok(tokens::list(&ctx.db().read, self.model.id)
-            .await?
-            .into_iter()
-            .map(SpaceToken)
-            .collect())
+        Ok(Some(
+            tokens::list(&ctx.db().read, self.model.id)
+                .await?
+                .into_iter()
+                .map(SpaceToken)
+                .collect(),
+        ))
     }
     /// Live memories in the space (read with the page by `spaces`, DataLoader-batched elsewhere).
     async fn memory_count(&self, ctx: &Context<'_>) -> Result<i64> {
