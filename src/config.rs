@@ -50,6 +50,30 @@ pub struct ServeArgs {
     /// Burst allowed above the rate (default: twice the rate).
     #[arg(long, env = "MEMSPACE_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+    /// Largest response (HTTP body, WebSocket `next` payload), in bytes; larger answers get
+    /// PAYLOAD_TOO_LARGE.
+    #[arg(long, env = "MEMSPACE_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+    /// Seconds a connection may take to send its request headers before it is closed.
+    #[arg(long, env = "MEMSPACE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a WebSocket may take to send `connection_init` before it is closed with 4408.
+    #[arg(long, env = "MEMSPACE_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_init_timeout_secs: u64,
+    /// Subscriptions open at once on one WebSocket.
+    #[arg(
+        long,
+        env = "MEMSPACE_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_subscriptions_per_connection: usize,
+    /// Subscriptions open at once with one API key or space token (all its sockets).
+    #[arg(
+        long,
+        env = "MEMSPACE_MAX_SUBSCRIPTIONS_PER_KEY",
+        default_value_t = 500
+    )]
+    pub max_subscriptions_per_key: usize,
     /// Seconds between sweeps that delete expired memories.
     #[arg(long, env = "MEMSPACE_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
@@ -120,6 +144,11 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     /// (requests per second, burst) per credential; `None` = off.
     pub rate_limit: Option<(u32, u32)>,
+    pub max_response_bytes: usize,
+    pub header_read_timeout: std::time::Duration,
+    pub ws_init_timeout: std::time::Duration,
+    pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions_per_key: usize,
     pub embedders: EmbedderConfig,
 }
 
@@ -133,10 +162,16 @@ impl Config {
             rate_limit: self.rate_limit.and_then(|(rate, burst)| {
                 Some((NonZeroU32::new(rate)?, NonZeroU32::new(burst.max(rate))?))
             }),
+            max_response_bytes: self.max_response_bytes,
+            header_read_timeout: self.header_read_timeout,
+            ws_init_timeout: self.ws_init_timeout,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_subscriptions_per_key: self.max_subscriptions_per_key,
         }
     }
 
     pub fn new(database_url: impl Into<String>) -> Self {
+        let limits = crate::http::ServerLimits::default();
         Config {
             database_url: database_url.into(),
             admin_key: None,
@@ -146,6 +181,11 @@ impl Config {
             query_limits: crate::http::limits::QueryLimits::default(),
             request_timeout: std::time::Duration::from_secs(30),
             rate_limit: None,
+            max_response_bytes: limits.max_response_bytes,
+            header_read_timeout: limits.header_read_timeout,
+            ws_init_timeout: limits.ws_init_timeout,
+            max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
+            max_subscriptions_per_key: limits.max_subscriptions_per_key,
             embedders: EmbedderConfig::default(),
         }
     }
@@ -174,6 +214,13 @@ impl TryFrom<&ServeArgs> for Config {
                     args.rate_limit_burst.unwrap_or(rate.saturating_mul(2)),
                 )
             }),
+            max_response_bytes: args.max_response_bytes.max(1024),
+            header_read_timeout: std::time::Duration::from_secs(
+                args.header_read_timeout_secs.max(1),
+            ),
+            ws_init_timeout: std::time::Duration::from_secs(args.ws_init_timeout_secs.max(1)),
+            max_subscriptions_per_connection: args.max_subscriptions_per_connection,
+            max_subscriptions_per_key: args.max_subscriptions_per_key,
             embedders: args.embedders.config()?,
         })
     }

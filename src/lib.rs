@@ -46,6 +46,8 @@ pub struct App {
     /// The admin key generated on first start, to be shown once (None when the database was
     /// already set up or the operator chose the key).
     pub generated_admin_key: Option<String>,
+    /// The HTTP limits it serves with (`http::serve` takes the header-read timeout).
+    pub limits: http::ServerLimits,
 }
 
 pub async fn build(config: &Config) -> anyhow::Result<App> {
@@ -72,6 +74,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let state = http::AppState::new(schema.clone(), db.clone(), config.server_limits());
     Ok(App {
         router: http::router(state),
+        limits: config.server_limits(),
         schema,
         db,
         index,

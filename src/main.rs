@@ -105,9 +105,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!("listening on http://{}/graphql", listener.local_addr()?);
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(memspace::http::shutdown_signal())
-        .await?;
+    memspace::http::serve(
+        listener,
+        app.router,
+        app.limits.header_read_timeout,
+        memspace::http::shutdown_signal(),
+    )
+    .await;
     app.db.write.close_by_ref().await.ok();
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_graphql::{Request, Variables};
 use clap::{Parser, Subcommand};
 use memspace::{auth as keys, search::neural, Config};
-use memspace_graphql::context::Loaders;
+use memspace_graphql::context::LoaderSlot;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -70,7 +70,7 @@ impl Bench {
             .await
             .map_err(|e| e.message())
             .expect("admin key authenticates");
-        let loaders = Loaders::new(&self.app.db.read, Some(principal.clone()));
+        let loaders = LoaderSlot::new(&self.app.db.read, Some(principal.clone()));
         let req = Request::new(query)
             .variables(Variables::from_json(vars))
             .data(principal)

@@ -30,6 +30,34 @@ pub const INTROSPECTION_DEPTH: usize = 20;
 /// Relay's deepest generated chains are a few tens long.
 pub const MAX_FRAGMENT_NESTING: usize = 64;
 
+/// Connection fields: paginated by `first`, which defaults to 50 when absent.
+const CONNECTIONS: &[&str] = &["spaces", "memories", "workspaces", "members", "auditEvents"];
+
+/// Lists sized by a `limit` argument (directly or inside `input`): (field, default, maximum).
+const LIMITED: &[(&str, i32, i32)] = &[("searchMemories", 10, memspace_domain::search::MAX_LIMIT)];
+
+/// Fields whose own work (ranking a space's memories) outweighs what they return, scored on
+/// top of their list: a search costs 5,000, so the default limit allows at most 50 in one
+/// operation, however few hits each asks for.
+const HEAVY: &[(&str, usize)] = &[("searchMemories", 5_000)];
+
+/// Lists without pagination, scored as if they held this many items: their cap where the
+/// domain has one (labels, tags, batch results), otherwise a nominal size that keeps a page of
+/// 1,000 spaces with such a list above the default limit.
+const UNPAGINATED: &[(&str, usize)] = &[
+    ("labels", 64),
+    ("tags", 50),
+    ("grants", 100),
+    ("tokens", 100),
+    ("linkedSpaces", 100),
+    ("roles", 50),
+    ("departments", 50),
+    ("agents", 100),
+    ("embedders", 10),
+    ("createMemories", 1000),
+    ("addThreadMessages", 1000),
+];
+
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
     pub max_depth: usize,
@@ -113,22 +141,50 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn first_arg(&self, field: &Field) -> Option<i32> {
-        field
-            .arguments
+    /// An integer argument, or an integer field of an input-object argument (`input: {limit}`),
+    /// with variables substituted.
+    fn int_arg(&self, field: &Field, name: &str) -> Option<i32> {
+        let as_int = |value: &Value| match value {
+            Value::Number(n) => n
+                .as_i64()
+                .map(|i| i.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+            _ => None,
+        };
+        field.arguments.iter().find_map(|(n, v)| {
+            let value = v
+                .node
+                .clone()
+                .into_const_with(|var| {
+                    Ok::<_, ()>(self.variables.get(&var).cloned().unwrap_or(Value::Null))
+                })
+                .ok()?;
+            if n.node.as_str() == name {
+                return as_int(&value);
+            }
+            match &value {
+                Value::Object(obj) => obj.get(name).and_then(as_int),
+                _ => None,
+            }
+        })
+    }
+
+    /// How many times what is selected under `field` may be repeated in the answer.
+    fn multiplier(&self, field: &Field) -> usize {
+        let name = field.name.node.as_str();
+        let has = |arg: &str| field.arguments.iter().any(|(n, _)| n.node.as_str() == arg);
+        if has("first") || CONNECTIONS.contains(&name) {
+            return page_size(self.int_arg(field, "first")) as usize;
+        }
+        if let Some((_, default, max)) = LIMITED.iter().find(|(n, _, _)| *n == name) {
+            return self
+                .int_arg(field, "limit")
+                .unwrap_or(*default)
+                .clamp(1, *max) as usize;
+        }
+        UNPAGINATED
             .iter()
-            .find(|(n, _)| n.node.as_str() == "first")
-            .and_then(|(_, v)| {
-                let value = v.node.clone().into_const_with(|name| {
-                    Ok::<_, ()>(self.variables.get(&name).cloned().unwrap_or(Value::Null))
-                });
-                match value {
-                    Ok(Value::Number(n)) => n
-                        .as_i64()
-                        .map(|i| i.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
-                    _ => None,
-                }
-            })
+            .find(|(n, _)| *n == name)
+            .map_or(1, |(_, cap)| *cap)
     }
 
     /// (depth, complexity) of a selection set; fragments are expanded, cycles cut.
@@ -150,15 +206,14 @@ impl Walker<'_> {
                         self.aliases += 1;
                     }
                     let (sub_d, sub_c) = self.walk(&f.selection_set.node, visiting, level + 1);
-                    let multiplier = if f.arguments.iter().any(|(n, _)| n.node.as_str() == "first")
-                    {
-                        page_size(self.first_arg(f)) as usize
-                    } else {
-                        1
-                    };
+                    let multiplier = self.multiplier(f);
+                    let own = HEAVY
+                        .iter()
+                        .find(|(n, _)| *n == f.name.node.as_str())
+                        .map_or(1, |(_, cost)| *cost);
                     (
                         1 + sub_d,
-                        1usize.saturating_add(multiplier.saturating_mul(sub_c)),
+                        own.saturating_add(multiplier.saturating_mul(sub_c)),
                     )
                 }
                 Selection::InlineFragment(_) | Selection::FragmentSpread(_)
@@ -496,6 +551,36 @@ mod tests {
             ("fragment nesting", MAX_FRAGMENT_NESTING)
         );
         assert!(run(&chain(MAX_FRAGMENT_NESTING - 1)).is_ok());
+    }
+
+    #[test]
+    fn search_limit_and_unpaginated_lists_are_scored_by_their_size() {
+        let one = |limit: i32| {
+            format!("s: searchMemories(input: {{query: \"x\", limit: {limit}}}) {{ score chunk memory {{ id content }} }}")
+        };
+        let q = |n: usize, limit: i32| {
+            let fields: String = (0..n).map(|i| format!("a{i}{} ", one(limit))).collect();
+            format!("{{ {fields} }}")
+        };
+        assert!(run(&q(10, 100)).is_ok());
+        let err = run(&q(60, 1)).unwrap_err();
+        assert_eq!(err.kind, "complexity");
+        assert!(err.measured >= 60 * 5_000);
+        // `limit` counts like `first`, from the variables too.
+        let with_var = "query($i: SearchInput!) { searchMemories(input: $i) { memory { space { spaces { edges { node { id } } } } } } }";
+        let docs = Documents::default();
+        let vars =
+            |l: i32| Variables::from_json(serde_json::json!({"i": {"query": "x", "limit": l}}));
+        let tight = QueryLimits {
+            max_complexity: 10_000,
+            ..QueryLimits::default()
+        };
+        assert!(check(with_var, None, &vars(1), &tight, &docs).is_ok());
+        let big = check(with_var, None, &vars(100), &tight, &docs).unwrap_err();
+        assert!(big.measured > 5_000 + 100 * 50 * 2, "{big:?}");
+        // A connection without `first` counts its default page of 50, a grant list its 100.
+        let grants = "{ spaces(first: 1000) { edges { node { grants { subjectId permission subjectKind } } } } }";
+        assert_eq!(run(grants).unwrap_err().kind, "complexity");
     }
 
     #[test]

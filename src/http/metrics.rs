@@ -7,8 +7,13 @@ use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 
 use memspace_domain::db::Db;
 
+/// Distinct operation names kept as label values; later new names count as `other`.
+pub const MAX_OPERATION_NAMES: usize = 200;
+
 pub struct Metrics {
     registry: Registry,
+    /// Operation names admitted as label values (at most [`MAX_OPERATION_NAMES`]).
+    names: std::sync::Mutex<std::collections::HashSet<String>>,
     requests: IntCounterVec,
     latency: HistogramVec,
     statements: IntGauge,
@@ -62,6 +67,7 @@ impl Metrics {
         }
         Metrics {
             registry,
+            names: Default::default(),
             requests,
             latency,
             statements,
@@ -70,9 +76,21 @@ impl Metrics {
         }
     }
 
-    /// Records one request. `operation` is sanitised to keep label cardinality bounded.
+    /// Records one request. Label values come from a bounded set: a request that did not
+    /// authenticate is `unauthenticated` whatever it calls itself, a name that is not a plain
+    /// identifier is `other`, and so is every new name once [`MAX_OPERATION_NAMES`] are known.
+    /// So no client, with or without a key, can grow the registry without bound.
     pub fn observe(&self, operation: Option<&str>, outcome: &str, seconds: f64) {
-        let op = match operation {
+        let op = self.label(operation, outcome);
+        self.requests.with_label_values(&[&op, outcome]).inc();
+        self.latency.with_label_values(&[&op]).observe(seconds);
+    }
+
+    fn label(&self, operation: Option<&str>, outcome: &str) -> String {
+        if outcome == "UNAUTHENTICATED" {
+            return "unauthenticated".into();
+        }
+        let name = match operation {
             Some(o)
                 if !o.is_empty()
                     && o.len() <= 64
@@ -80,11 +98,18 @@ impl Metrics {
             {
                 o
             }
-            Some(_) => "other",
-            None => "anonymous",
+            Some(_) => return "other".into(),
+            None => return "anonymous".into(),
         };
-        self.requests.with_label_values(&[op, outcome]).inc();
-        self.latency.with_label_values(&[op]).observe(seconds);
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.contains(name) {
+            return name.to_string();
+        }
+        if names.len() < MAX_OPERATION_NAMES {
+            names.insert(name.to_string());
+            return name.to_string();
+        }
+        "other".into()
     }
 
     /// The text exposition, with gauges read at scrape time.

@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub mod gate;
 pub mod graphiql;
 pub mod limits;
 pub mod metrics;
@@ -27,9 +28,8 @@ pub mod ws;
 
 pub use state::{AppState, ServerLimits};
 
+use gate::Reject;
 use memspace_core::error::AppError;
-use memspace_domain::auth as keys;
-use memspace_graphql::context::Loaders;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -90,35 +90,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
-}
-
-/// A request-level failure, answered before any GraphQL execution.
-struct Reject {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// Extensions besides `code` and `traceId`.
-    extensions: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Reject {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Reject {
-            status,
-            code,
-            message: message.into(),
-            extensions: serde_json::Map::new(),
-        }
-    }
-
-    fn with(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.extensions.insert(key.to_string(), value);
-        self
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Reject::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-    }
 }
 
 fn too_large(limit: usize) -> Reject {
@@ -283,33 +254,9 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     })
 }
 
-/// The path (`variables.input.content`, `variables.inputs[3].tags[0]`) of the first string
-/// holding a NUL character, if any.
-fn nul_path(vars: &async_graphql::Variables) -> Option<String> {
-    fn walk(v: &async_graphql::Value, path: String) -> Option<String> {
-        match v {
-            async_graphql::Value::String(s) if s.contains('\0') => Some(path),
-            async_graphql::Value::List(l) => l
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| walk(v, format!("{path}[{i}]"))),
-            async_graphql::Value::Object(o) => o.iter().find_map(|(k, v)| {
-                if k.contains('\0') {
-                    Some(path.clone())
-                } else {
-                    walk(v, format!("{path}.{k}"))
-                }
-            }),
-            _ => None,
-        }
-    }
-    vars.iter()
-        .find_map(|(k, v)| walk(v, format!("variables.{k}")))
-}
-
 /// The name of a document's leading operation (`query Viewer { … }` → `Viewer`), for logs
 /// and metrics when the request carries no `operationName`.
-fn operation_name_of(query: &str) -> Option<String> {
+pub(crate) fn operation_name_of(query: &str) -> Option<String> {
     let rest = query.trim_start();
     let rest = ["query", "mutation", "subscription"]
         .iter()
@@ -322,7 +269,7 @@ fn operation_name_of(query: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn new_trace_id() -> String {
+pub(crate) fn new_trace_id() -> String {
     Uuid::now_v7().simple().to_string()
 }
 
@@ -375,87 +322,19 @@ async fn run(
     request: async_graphql::Request,
     trace_id: &str,
 ) -> (Response, String) {
-    let Some(secret) = header_credential(headers) else {
-        return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into());
-    };
-    let principal = match keys::authenticate_cached(&state.db.read, &state.db.bus, secret).await {
-        Ok(p) => p,
-        Err(AppError::Unauthenticated) => {
-            return (unauthenticated(headers, trace_id), "UNAUTHENTICATED".into())
-        }
-        Err(e) => {
-            tracing::error!(error = ?e, "authentication failed");
-            let r = Reject::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL",
-                "the server cannot check credentials right now",
-            );
-            return (error_response(headers, r, trace_id), "INTERNAL".into());
+    let (principal, request) = match gate::admit(state, header_credential(headers), request).await {
+        Ok(admitted) => admitted,
+        Err(r) => {
+            let code = r.code.to_string();
+            let resp = if r.code == "UNAUTHENTICATED" {
+                unauthenticated(headers, trace_id)
+            } else {
+                error_response(headers, r, trace_id)
+            };
+            return (resp, code);
         }
     };
-    if let Some(limiter) = &state.rate_limiter {
-        if let Err(not_until) = limiter.check_key(&principal.credential_id) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let r = Reject::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                format!("too many requests for this key; retry in {secs} s"),
-            )
-            .with("retryAfter", serde_json::json!(secs));
-            let mut resp = error_response(headers, r, trace_id);
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
-            );
-            return (resp, "RATE_LIMITED".into());
-        }
-    }
-    // PostgreSQL cannot store NUL characters; refuse them up front, on every backend alike.
-    let nul_at = if request.query.contains('\0') {
-        Some("query".to_string())
-    } else {
-        nul_path(&request.variables)
-    };
-    if let Some(field) = nul_at {
-        let r = Reject::new(
-            StatusCode::OK,
-            "VALIDATION_ERROR",
-            format!("{field}: text must not contain NUL characters"),
-        )
-        .with("field", serde_json::json!(field));
-        return (
-            error_response(headers, r, trace_id),
-            "VALIDATION_ERROR".into(),
-        );
-    }
-    let mut request = request;
-    match limits::check(
-        &request.query,
-        request.operation_name.as_deref(),
-        &request.variables,
-        &state.limits.query,
-        &state.documents,
-    ) {
-        // Parsed once: the engine executes this document instead of parsing the text again.
-        Ok(Some(document)) => request.set_parsed_query(document),
-        Ok(None) => {}
-        Err(too) => {
-            let r = Reject::new(StatusCode::OK, "QUERY_TOO_COMPLEX", too.message())
-                .with("kind", serde_json::json!(too.kind))
-                .with("limit", serde_json::json!(too.limit))
-                .with("measured", serde_json::json!(too.measured));
-            return (
-                error_response(headers, r, trace_id),
-                "QUERY_TOO_COMPLEX".into(),
-            );
-        }
-    }
-
-    let loaders = Loaders::new(&state.db.read, Some(principal.clone()));
-    let request = request.data(principal).data(loaders);
+    let request = gate::attach(state, request, principal);
     let executed =
         tokio::time::timeout(state.limits.request_timeout, state.schema.execute(request)).await;
     let mut response = match executed {
@@ -473,37 +352,7 @@ async fn run(
             return (error_response(headers, r, trace_id), "TIMEOUT".into());
         }
     };
-    let mut request_error = !response.errors.is_empty();
-    for err in &mut response.errors {
-        if !err.path.is_empty() {
-            request_error = false;
-        }
-        let ext = err.extensions.get_or_insert_with(Default::default);
-        if ext.get("code").is_none() {
-            // Parse and validation errors raised by the GraphQL engine itself.
-            let code = if err.message.contains("nested too deep")
-                || err.message.contains("too complex")
-                || err.message.contains("recursion limit")
-                || err.message.contains("recursion depth")
-            {
-                "QUERY_TOO_COMPLEX"
-            } else {
-                "GRAPHQL_VALIDATION_FAILED"
-            };
-            ext.set("code", code);
-        }
-        ext.set("traceId", trace_id);
-    }
-    let request_error = request_error && response.data == async_graphql::Value::Null;
-    let outcome = response
-        .errors
-        .first()
-        .and_then(|e| e.extensions.as_ref())
-        .and_then(|x| match x.get("code") {
-            Some(async_graphql::Value::String(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "ok".into());
+    let (request_error, outcome) = gate::label_errors(&mut response, trace_id);
     let status = if request_error && wants_graphql_response(headers) {
         StatusCode::BAD_REQUEST
     } else {
@@ -521,6 +370,13 @@ async fn run(
         serde_json::to_vec(&response)
     };
     let body = match serialized {
+        Ok(b) if b.len() > state.limits.max_response_bytes => {
+            let r = gate::response_too_large(b.len(), state.limits.max_response_bytes);
+            return (
+                error_response(headers, r, trace_id),
+                "PAYLOAD_TOO_LARGE".into(),
+            );
+        }
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "response serialisation failed");
@@ -562,15 +418,66 @@ fn error_response(headers: &HeaderMap, r: Reject, trace_id: &str) -> Response {
     let mut extensions = r.extensions;
     extensions.insert("code".into(), r.code.into());
     extensions.insert("traceId".into(), trace_id.into());
+    let retry_after = extensions.get("retryAfter").and_then(|v| v.as_u64());
     let body = serde_json::json!({
         "errors": [{ "message": r.message, "extensions": extensions }]
     });
-    (
+    let mut resp = (
         r.status,
         [(header::CONTENT_TYPE, content_type(headers))],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if let Some(secs) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets open connections finish.
+/// A connection that has not sent a request's headers within `header_read_timeout` (a slow
+/// client holding a socket) is closed; WebSocket upgrades are served.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    graceful.shutdown().await;
 }
 
 /// Resolves on SIGINT or SIGTERM, for graceful shutdown.

@@ -1,14 +1,27 @@
-//! The GraphQL-over-WebSocket transport (graphql-transport-ws): authenticates `connection_init`
-//! and runs the schema's subscriptions over the socket.
-use async_graphql::futures_util::stream::StreamExt;
+//! The GraphQL-over-WebSocket transport (graphql-transport-ws): authenticates `connection_init`,
+//! then runs every operation sent on the socket through the same admission as HTTP
+//! ([`super::gate`]): the credential as it stands now, the rate limit, the query limits, fresh
+//! loaders, the request timeout and the response size cap. A socket whose credential stops
+//! working (revoked key or token) is closed with 4403; one that never sends `connection_init`
+//! is closed with 4408.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::futures_util::SinkExt;
 use async_graphql::http::WsMessage;
-use async_graphql::Data;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, Executor, Response};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::http::StatusCode;
 
+use super::gate::{self, Reject};
 use super::state::AppState;
+use super::{new_trace_id, operation_name_of};
+use memspace_core::error::AppError;
 use memspace_domain::auth as keys;
-use memspace_graphql::context::Loaders;
+use memspace_domain::events::BusMessage;
 use memspace_graphql::memories::subscription::WsCredential;
 
 /// The credential of a `connection_init` payload, in the same three forms as the HTTP headers.
@@ -36,10 +49,230 @@ fn credential(payload: &serde_json::Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Closes the socket with this code when `connection_init` is refused.
+/// Closes the socket with this code when the credential is refused (at `connection_init` or
+/// later, once it was revoked).
 const FORBIDDEN_CLOSE: u16 = 4403;
+/// Closes the socket with this code when `connection_init` did not come in time.
+const INIT_TIMEOUT_CLOSE: u16 = 4408;
 
 const FORBIDDEN_PREFIX: &str = "Forbidden: ";
+
+/// What the operations of one socket share with its loop.
+struct Conn {
+    /// The credential `connection_init` carried, once accepted.
+    secret: OnceLock<String>,
+    initialised: AtomicBool,
+    /// Subscriptions open on this socket.
+    subscriptions: AtomicUsize,
+    /// Set when the socket must close (code, reason).
+    close: tokio::sync::watch::Sender<Option<(u16, String)>>,
+}
+
+impl Conn {
+    fn close(&self, code: u16, reason: &str) {
+        self.close.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some((code, reason.to_string()));
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn revoked(&self) {
+        self.close(
+            FORBIDDEN_CLOSE,
+            "Forbidden: the connection's credential is no longer valid",
+        );
+    }
+}
+
+/// Runs the operations of one socket (the executor the protocol handler calls).
+#[derive(Clone)]
+struct Operations {
+    state: AppState,
+    conn: Arc<Conn>,
+}
+
+/// Holds one subscription's place under both caps; released when the stream is dropped.
+struct SubscriptionSlot {
+    state: AppState,
+    conn: Arc<Conn>,
+    key: uuid::Uuid,
+}
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.conn.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        self.state.subscriptions.release(self.key);
+    }
+}
+
+fn one(response: Response) -> BoxStream<'static, Response> {
+    stream::once(async move { response }).boxed()
+}
+
+fn refused(r: Reject, trace_id: &str) -> Response {
+    Response::from_errors(vec![r.into_server_error(trace_id)])
+}
+
+impl Operations {
+    async fn start(self, request: async_graphql::Request) -> BoxStream<'static, Response> {
+        let trace_id = new_trace_id();
+        let started = Instant::now();
+        let operation = request
+            .operation_name
+            .clone()
+            .or_else(|| operation_name_of(&request.query));
+        let state = &self.state;
+        let secret = self.conn.secret.get().cloned();
+        let (principal, mut request) = match gate::admit(state, secret.as_deref(), request).await {
+            Ok(admitted) => admitted,
+            Err(r) => {
+                if r.code == "UNAUTHENTICATED" {
+                    self.conn.revoked();
+                }
+                state.metrics.observe(
+                    operation.as_deref(),
+                    r.code,
+                    started.elapsed().as_secs_f64(),
+                );
+                return one(refused(r, &trace_id));
+            }
+        };
+        let wanted = request.operation_name.clone();
+        let kind = request
+            .parsed_query()
+            .ok()
+            .and_then(|doc| gate::operation_type(doc, wanted.as_deref()));
+        let credential_id = principal.credential_id;
+        let request = gate::attach(state, request, principal)
+            .data(WsCredential(secret.unwrap_or_default()))
+            .data(state.rechecks.clone());
+        if kind == Some(OperationType::Subscription) {
+            let limits = &state.limits;
+            if self.conn.subscriptions.fetch_add(1, Ordering::Relaxed)
+                >= limits.max_subscriptions_per_connection
+            {
+                self.conn.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                let r = too_many("connection", limits.max_subscriptions_per_connection);
+                state.metrics.observe(operation.as_deref(), r.code, 0.0);
+                return one(refused(r, &trace_id));
+            }
+            if !state
+                .subscriptions
+                .acquire(credential_id, limits.max_subscriptions_per_key)
+            {
+                self.conn.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                let r = too_many("key", limits.max_subscriptions_per_key);
+                state.metrics.observe(operation.as_deref(), r.code, 0.0);
+                return one(refused(r, &trace_id));
+            }
+            let slot = SubscriptionSlot {
+                state: state.clone(),
+                conn: self.conn.clone(),
+                key: credential_id,
+            };
+            state
+                .metrics
+                .observe(operation.as_deref(), "subscribed", 0.0);
+            let conn = self.conn.clone();
+            let max_bytes = state.limits.max_response_bytes;
+            return state
+                .schema
+                .execute_stream(request)
+                .map(move |mut response| {
+                    let _held = &slot;
+                    let _ = gate::label_errors(&mut response, &trace_id);
+                    if response.errors.iter().any(|e| {
+                        e.extensions
+                            .as_ref()
+                            .and_then(|x| x.get("code"))
+                            .is_some_and(|c| *c == async_graphql::Value::from("UNAUTHENTICATED"))
+                    }) {
+                        conn.revoked();
+                    }
+                    capped(response, max_bytes, &trace_id)
+                })
+                .boxed();
+        }
+        let timeout = state.limits.request_timeout;
+        let response = match tokio::time::timeout(timeout, state.schema.execute(request)).await {
+            Ok(mut response) => {
+                let (_, outcome) = gate::label_errors(&mut response, &trace_id);
+                state.metrics.observe(
+                    operation.as_deref(),
+                    &outcome,
+                    started.elapsed().as_secs_f64(),
+                );
+                capped(response, state.limits.max_response_bytes, &trace_id)
+            }
+            Err(_) => {
+                tracing::warn!(trace_id = %trace_id, "WebSocket operation timed out");
+                state
+                    .metrics
+                    .observe(operation.as_deref(), "TIMEOUT", timeout.as_secs_f64());
+                refused(
+                    Reject::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "TIMEOUT",
+                        format!(
+                            "the operation took longer than {} s and was cancelled (nothing was committed)",
+                            timeout.as_secs_f64()
+                        ),
+                    ),
+                    &trace_id,
+                )
+            }
+        };
+        one(response)
+    }
+}
+
+fn too_many(per: &str, max: usize) -> Reject {
+    Reject::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        format!("at most {max} subscriptions may be open at once per {per}"),
+    )
+    .with("limit", serde_json::json!(max))
+    .with(
+        "kind",
+        serde_json::json!(format!("subscriptions per {per}")),
+    )
+}
+
+/// The response, or PAYLOAD_TOO_LARGE when its JSON would exceed `max_bytes`.
+fn capped(response: Response, max_bytes: usize, trace_id: &str) -> Response {
+    let size = serde_json::to_vec(&response).map(|v| v.len()).unwrap_or(0);
+    if size <= max_bytes {
+        return response;
+    }
+    refused(gate::response_too_large(size, max_bytes), trace_id)
+}
+
+impl Executor for Operations {
+    fn execute(
+        &self,
+        request: async_graphql::Request,
+    ) -> impl std::future::Future<Output = Response> + Send {
+        let this = self.clone();
+        async move {
+            let mut responses = this.start(request).await;
+            responses.next().await.unwrap_or_default()
+        }
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        _session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let this = self.clone();
+        stream::once(this.start(request)).flatten().boxed()
+    }
+}
 
 /// Serves one WebSocket connection.
 pub async fn serve(
@@ -56,24 +289,35 @@ pub async fn serve(
                 _ => None,
             })
         });
-    let db = state.db.clone();
-    let on_init = move |payload: serde_json::Value| {
-        let db = db.clone();
-        async move {
+    let (close_tx, mut close_rx) = tokio::sync::watch::channel(None);
+    let conn = Arc::new(Conn {
+        secret: OnceLock::new(),
+        initialised: AtomicBool::new(false),
+        subscriptions: AtomicUsize::new(0),
+        close: close_tx,
+    });
+    let on_init = {
+        let db = state.db.clone();
+        let conn = conn.clone();
+        move |payload: serde_json::Value| async move {
             let Some(secret) = credential(&payload) else {
                 return Err(format!("{FORBIDDEN_PREFIX}connection_init carries no API key").into());
             };
-            let principal = keys::authenticate(&db.read, &secret).await.map_err(|e| {
-                async_graphql::Error::new(format!("{FORBIDDEN_PREFIX}{}", e.message()))
-            })?;
-            let mut data = Data::default();
-            data.insert(Loaders::new(&db.read, Some(principal.clone())));
-            data.insert(principal);
-            data.insert(WsCredential(secret));
-            Ok(data)
+            keys::authenticate_cached(&db.read, &db.bus, &secret)
+                .await
+                .map_err(|e| {
+                    async_graphql::Error::new(format!("{FORBIDDEN_PREFIX}{}", e.message()))
+                })?;
+            let _ = conn.secret.set(secret);
+            conn.initialised.store(true, Ordering::Relaxed);
+            Ok(Data::default())
         }
     };
-    let outgoing = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+    let executor = Operations {
+        state: state.clone(),
+        conn: conn.clone(),
+    };
+    let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
         .on_connection_init(on_init)
         .map(|msg| match msg {
             WsMessage::Text(text) => Message::Text(text.into()),
@@ -90,10 +334,65 @@ pub async fn serve(
             }
         });
     async_graphql::futures_util::pin_mut!(outgoing);
-    while let Some(item) = outgoing.next().await {
-        let closing = matches!(item, Message::Close(_));
-        if sink.send(item).await.is_err() || closing {
-            break;
+    let init_deadline = tokio::time::sleep(state.limits.ws_init_timeout);
+    tokio::pin!(init_deadline);
+    let mut bus = state.db.bus.subscribe();
+    let mut bus_open = true;
+    loop {
+        tokio::select! {
+            item = outgoing.next() => {
+                let Some(item) = item else { break };
+                let closing = matches!(item, Message::Close(_));
+                if sink.send(item).await.is_err() || closing {
+                    break;
+                }
+            }
+            _ = close_rx.changed() => {
+                let (code, reason) = close_rx.borrow().clone().unwrap_or((FORBIDDEN_CLOSE, String::new()));
+                // What the operations have to say about it (a subscription's UNAUTHENTICATED)
+                // goes out before the close frame.
+                for _ in 0..64 {
+                    match tokio::time::timeout(std::time::Duration::from_millis(100), outgoing.next()).await {
+                        Ok(Some(item)) if !matches!(item, Message::Close(_)) => {
+                            if sink.send(item).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                    .await;
+                break;
+            }
+            _ = &mut init_deadline, if !conn.initialised.load(Ordering::Relaxed) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: INIT_TIMEOUT_CLOSE,
+                        reason: "Connection initialisation timeout".into(),
+                    })))
+                    .await;
+                break;
+            }
+            msg = bus.recv(), if bus_open => {
+                let recheck = match msg {
+                    Ok(m) => matches!(m.message, BusMessage::Access { .. } | BusMessage::Resync),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        bus_open = false;
+                        false
+                    }
+                };
+                if let (true, Some(secret)) = (recheck, conn.secret.get()) {
+                    let db = &state.db;
+                    if let Err(AppError::Unauthenticated) =
+                        keys::authenticate_cached(&db.read, &db.bus, secret).await
+                    {
+                        conn.revoked();
+                    }
+                }
+            }
         }
     }
 }

@@ -77,9 +77,13 @@ impl TestApp {
             .expect("bind port 0");
         let addr = listener.local_addr().unwrap();
         let router = app.router;
-        tokio::spawn(async move {
-            axum::serve(listener, router).await.ok();
-        });
+        let header_read_timeout = app.limits.header_read_timeout;
+        tokio::spawn(memspace::http::serve(
+            listener,
+            router,
+            header_read_timeout,
+            std::future::pending(),
+        ));
         // On PostgreSQL the event listener connects in the background; until it does, the
         // principal cache is bypassed. Wait, so statement counts do not change mid-test.
         let client = reqwest::Client::new();
@@ -549,9 +553,13 @@ async fn serve_config(
         .expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
     let router = app.router;
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.ok();
-    });
+    let header_read_timeout = app.limits.header_read_timeout;
+    tokio::spawn(memspace::http::serve(
+        listener,
+        router,
+        header_read_timeout,
+        std::future::pending(),
+    ));
     TestApp {
         url: format!("http://{addr}"),
         admin_key,

@@ -3,6 +3,7 @@
 //! One binary with modules keeps link time down.
 mod common;
 
+mod abuse;
 mod access_matrix;
 mod access_property;
 mod auth;

@@ -51,6 +51,44 @@ impl Loaders {
     }
 }
 
+/// The loaders of one GraphQL operation, renewable: HTTP makes one per request, the WebSocket
+/// transport one per operation, and a subscription renews it before every event, so nothing
+/// read for an earlier operation or event is ever served again (a socket lives for hours).
+#[derive(Clone)]
+pub struct LoaderSlot(Arc<SlotInner>);
+
+struct SlotInner {
+    db: DatabaseConnection,
+    principal: Option<Principal>,
+    current: std::sync::Mutex<Arc<Loaders>>,
+}
+
+impl LoaderSlot {
+    pub fn new(db: &DatabaseConnection, principal: Option<Principal>) -> LoaderSlot {
+        let current = std::sync::Mutex::new(Arc::new(Loaders::new(db, principal.clone())));
+        LoaderSlot(Arc::new(SlotInner {
+            db: db.clone(),
+            principal,
+            current,
+        }))
+    }
+
+    /// The loaders in use now.
+    pub fn current(&self) -> Arc<Loaders> {
+        self.0
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drops every cached value: what resolves next reads the database again.
+    pub fn renew(&self) {
+        let fresh = Arc::new(Loaders::new(&self.0.db, self.0.principal.clone()));
+        *self.0.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+}
+
 /// Per-request loaders cache what they load, so a list can load a whole page's relations in one
 /// batch up front (see `prefetch` in the list resolvers) and every item then hits the cache:
 /// the statement count of a page does not depend on its size or on timing.
@@ -63,7 +101,7 @@ pub trait Ctx {
     fn db(&self) -> &Db;
     fn index(&self) -> &VectorIndex;
     fn principal(&self) -> Result<&Principal, AppError>;
-    fn loaders(&self) -> Result<&Loaders, AppError>;
+    fn loaders(&self) -> Result<Arc<Loaders>, AppError>;
 }
 
 impl Ctx for Context<'_> {
@@ -82,8 +120,9 @@ impl Ctx for Context<'_> {
             .ok_or(AppError::Unauthenticated)
     }
 
-    fn loaders(&self) -> Result<&Loaders, AppError> {
-        self.data_opt::<Loaders>()
+    fn loaders(&self) -> Result<Arc<Loaders>, AppError> {
+        self.data_opt::<LoaderSlot>()
+            .map(LoaderSlot::current)
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request has no loaders")))
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::Memory;
-use crate::context::{resource_id, Ctx};
+use crate::context::{resource_id, Ctx, LoaderSlot};
 use crate::directory::{load_principal, PrincipalObject};
 use entity::memory;
 use memspace_core::error::AppError;
@@ -29,6 +29,83 @@ const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// The credential a WebSocket connection authenticated with (kept to re-check it).
 #[derive(Clone)]
 pub struct WsCredential(pub String);
+
+/// Why a re-check refused a subscriber (a cloneable summary of the [`AppError`]).
+#[derive(Clone)]
+enum Lost {
+    Unauthenticated,
+    NotFound(String),
+    Internal(String),
+}
+
+impl Lost {
+    fn of(e: AppError) -> Lost {
+        match e {
+            AppError::Unauthenticated => Lost::Unauthenticated,
+            AppError::NotFound { id, .. } => Lost::NotFound(id),
+            other => Lost::Internal(other.message()),
+        }
+    }
+
+    fn error(&self) -> AppError {
+        match self {
+            Lost::Unauthenticated => AppError::Unauthenticated,
+            Lost::NotFound(id) => AppError::not_found("space", id),
+            Lost::Internal(m) => AppError::Internal(anyhow::anyhow!("access re-check: {m}")),
+        }
+    }
+}
+
+type RecheckKey = (u64, u64, String, Uuid);
+type SharedCheck = std::sync::Arc<tokio::sync::OnceCell<Result<(), Lost>>>;
+
+/// Access re-checks shared by every subscriber of the process: subscribers holding the same
+/// credential on the same space share one check per access change (bus generation) and per
+/// re-check period, so 1,000 subscriptions cost one check, not 1,000.
+pub struct Rechecks {
+    started: std::time::Instant,
+    results: std::sync::Mutex<std::collections::HashMap<RecheckKey, SharedCheck>>,
+    /// Checks actually run (for tests and metrics).
+    pub runs: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Rechecks {
+    fn default() -> Self {
+        Rechecks {
+            started: std::time::Instant::now(),
+            results: Default::default(),
+            runs: Default::default(),
+        }
+    }
+}
+
+impl Rechecks {
+    async fn check(&self, db: &Db, secret: &str, space_id: Uuid) -> Result<(), AppError> {
+        let generation = db.bus.generation();
+        let epoch = (self.started.elapsed().as_millis() / RECHECK_EVERY.as_millis()) as u64;
+        let key = (generation, epoch, keys::hash(secret), space_id);
+        let cell = {
+            let mut map = self.results.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() > 4096 {
+                map.retain(|k, _| k.0 == generation && k.1 == epoch);
+            }
+            map.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let principal = keys::authenticate_cached(&db.read, &db.bus, secret)
+                .await
+                .map_err(Lost::of)?;
+            memspace_domain::spaces::service::load_live(&db.read, &principal, space_id)
+                .await
+                .map(|_| ())
+                .map_err(Lost::of)
+        })
+        .await
+        .clone()
+        .map_err(|l| l.error())
+    }
+}
 
 /// A committed change to a memory.
 pub struct MemoryEvent {
@@ -75,6 +152,8 @@ pub struct MemorySubscription;
 
 struct Watch {
     db: Db,
+    rechecks: std::sync::Arc<Rechecks>,
+    loaders: Option<LoaderSlot>,
     secret: String,
     space_id: Uuid,
     rx: tokio::sync::broadcast::Receiver<std::sync::Arc<memspace_domain::events::Delivered>>,
@@ -85,10 +164,9 @@ struct Watch {
 impl Watch {
     /// The subscriber may still read the space: credential valid, VIEW, space not deleted.
     async fn still_allowed(&self) -> Result<(), AppError> {
-        let principal = keys::authenticate(&self.db.read, &self.secret).await?;
-        memspace_domain::spaces::service::load_live(&self.db.read, &principal, self.space_id)
+        self.rechecks
+            .check(&self.db, &self.secret, self.space_id)
             .await
-            .map(|_| ())
     }
 
     async fn next(&mut self) -> Option<Result<MemoryEvent, AppError>> {
@@ -117,6 +195,11 @@ impl Watch {
                                     Err(e) => return Some(Err(e.into())),
                                 }
                             };
+                            // Every event is resolved with fresh loaders: tags and counts as
+                            // they are now, not as the first event saw them.
+                            if let Some(slot) = &self.loaders {
+                                slot.renew();
+                            }
                             return Some(Ok(MemoryEvent {
                                 kind: *kind,
                                 memory_id: *memory_id,
@@ -174,8 +257,14 @@ impl MemorySubscription {
         memspace_domain::spaces::service::load_live(&db.read, principal, space_id).await?;
         let mut tick = tokio::time::interval(RECHECK_EVERY);
         tick.reset();
+        let rechecks = ctx
+            .data_opt::<std::sync::Arc<Rechecks>>()
+            .cloned()
+            .unwrap_or_default();
         let watch = Watch {
             db,
+            rechecks,
+            loaders: ctx.data_opt::<LoaderSlot>().cloned(),
             secret,
             space_id,
             rx,
