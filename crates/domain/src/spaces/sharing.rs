@@ -98,6 +98,36 @@ pub struct Grant {
     pub permission: Permission,
 }
 
+/// Ids that name no subject of the organization, and the first input field that held one.
+#[derive(Default)]
+struct Invalid {
+    first_field: Option<&'static str>,
+    ids: Vec<String>,
+}
+
+impl Invalid {
+    fn add(&mut self, field: &'static str, id: String) {
+        self.first_field.get_or_insert(field);
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+    }
+
+    fn into_result(self) -> AppResult<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        Err(AppError::Validation {
+            field: self.first_field.unwrap_or("grants").to_string(),
+            message: format!("unknown ids for this organization: {}", self.ids.join(", ")),
+            details: Some(serde_json::json!({ "invalidIds": self.ids })),
+        })
+    }
+}
+
+/// A grant spec with its subject id parsed (the organization's id for all-users grants).
+type Parsed = (&'static str, SubjectKind, Uuid, Permission);
+
 /// Checks every subject against the space's organization and reports *all* bad ids in one
 /// VALIDATION_ERROR (`field` = the first offending input, `invalidIds` = every bad id).
 /// Duplicate subjects collapse to the highest permission.
@@ -107,15 +137,39 @@ pub async fn resolve(
     specs: Vec<GrantSpec>,
     require_permission: bool,
 ) -> AppResult<Vec<Grant>> {
-    let mut invalid: Vec<String> = Vec::new();
-    let mut first_field: Option<&'static str> = None;
-    let mut bad = |field: &'static str, id: String, invalid: &mut Vec<String>| {
-        first_field.get_or_insert(field);
-        if !invalid.contains(&id) {
-            invalid.push(id);
+    let mut invalid = Invalid::default();
+    let parsed = parse_specs(organization_id, specs, require_permission, &mut invalid)?;
+    let known = known_subjects(db, organization_id, &parsed).await?;
+    let mut merged: BTreeMap<(SubjectKind, Uuid), Permission> = BTreeMap::new();
+    for (field, kind, id, permission) in parsed {
+        let exists =
+            kind == SubjectKind::AllUsers || known.get(&kind).is_some_and(|ids| ids.contains(&id));
+        if !exists {
+            invalid.add(field, id.to_string());
+            continue;
         }
-    };
-    let mut parsed: Vec<(&'static str, SubjectKind, Uuid, Permission)> = Vec::new();
+        let entry = merged.entry((kind, id)).or_insert(permission);
+        *entry = (*entry).max(permission);
+    }
+    invalid.into_result()?;
+    Ok(merged
+        .into_iter()
+        .map(|((kind, subject_id), permission)| Grant {
+            kind,
+            subject_id,
+            permission,
+        })
+        .collect())
+}
+
+/// Permissions and subject ids checked for form; ids that are no UUID go to `invalid`.
+fn parse_specs(
+    organization_id: Uuid,
+    specs: Vec<GrantSpec>,
+    require_permission: bool,
+    invalid: &mut Invalid,
+) -> AppResult<Vec<Parsed>> {
+    let mut parsed = Vec::with_capacity(specs.len());
     for spec in specs {
         if require_permission && !matches!(spec.permission, Permission::View | Permission::Edit) {
             return Err(AppError::validation(
@@ -135,11 +189,19 @@ pub async fn resolve(
         };
         match Uuid::parse_str(raw.trim()) {
             Ok(id) => parsed.push((spec.field, spec.kind, id, spec.permission)),
-            Err(_) => bad(spec.field, raw, &mut invalid),
+            Err(_) => invalid.add(spec.field, raw),
         }
     }
+    Ok(parsed)
+}
 
-    // One existence query per subject kind.
+/// The subject ids that exist, by kind: one query per kind (users, roles, departments and
+/// agents of the organization; tenants are other organizations).
+async fn known_subjects(
+    db: &impl ConnectionTrait,
+    organization_id: Uuid,
+    parsed: &[Parsed],
+) -> AppResult<BTreeMap<SubjectKind, Vec<Uuid>>> {
     let ids_of = |k: SubjectKind| -> Vec<Uuid> {
         parsed
             .iter()
@@ -180,55 +242,30 @@ pub async fn resolve(
         known.insert(kind, found);
     }
     let tenants = ids_of(SubjectKind::Tenant);
-    if !tenants.is_empty() {
-        if tenants.contains(&organization_id) {
-            return Err(AppError::validation(
-                parsed
-                    .iter()
-                    .find(|(_, k, id, _)| *k == SubjectKind::Tenant && *id == organization_id)
-                    .map(|(f, ..)| *f)
-                    .unwrap_or("grants"),
-                "a space cannot be shared with its own organization as a tenant; use accessMode ORGANIZATION",
-            ));
-        }
-        known.insert(
-            SubjectKind::Tenant,
-            organization::Entity::find()
-                .select_only()
-                .column(organization::Column::Id)
-                .filter(organization::Column::Id.is_in(tenants))
-                .into_tuple()
-                .all(db)
-                .await?,
-        );
+    if tenants.is_empty() {
+        return Ok(known);
     }
-
-    let mut merged: BTreeMap<(SubjectKind, Uuid), Permission> = BTreeMap::new();
-    for (field, kind, id, permission) in parsed {
-        let exists =
-            kind == SubjectKind::AllUsers || known.get(&kind).is_some_and(|ids| ids.contains(&id));
-        if !exists {
-            bad(field, id.to_string(), &mut invalid);
-            continue;
-        }
-        let entry = merged.entry((kind, id)).or_insert(permission);
-        *entry = (*entry).max(permission);
+    if tenants.contains(&organization_id) {
+        return Err(AppError::validation(
+            parsed
+                .iter()
+                .find(|(_, k, id, _)| *k == SubjectKind::Tenant && *id == organization_id)
+                .map(|(f, ..)| *f)
+                .unwrap_or("grants"),
+            "a space cannot be shared with its own organization as a tenant; use accessMode ORGANIZATION",
+        ));
     }
-    if !invalid.is_empty() {
-        return Err(AppError::Validation {
-            field: first_field.unwrap_or("grants").to_string(),
-            message: format!("unknown ids for this organization: {}", invalid.join(", ")),
-            details: Some(serde_json::json!({ "invalidIds": invalid })),
-        });
-    }
-    Ok(merged
-        .into_iter()
-        .map(|((kind, subject_id), permission)| Grant {
-            kind,
-            subject_id,
-            permission,
-        })
-        .collect())
+    known.insert(
+        SubjectKind::Tenant,
+        organization::Entity::find()
+            .select_only()
+            .column(organization::Column::Id)
+            .filter(organization::Column::Id.is_in(tenants))
+            .into_tuple()
+            .all(db)
+            .await?,
+    );
+    Ok(known)
 }
 
 /// Inserts or raises/lowers grants (one row per subject), then enforces the agent-grant limit.

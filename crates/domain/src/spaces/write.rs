@@ -157,28 +157,9 @@ async fn replace_tags(db: &impl ConnectionTrait, space_id: Uuid, tags: &[String]
     Ok(())
 }
 
-pub async fn update(
-    db: &Db,
-    principal: &Principal,
-    id: Uuid,
-    patch: SpacePatch,
-) -> AppResult<SpaceAccess> {
-    let new_name = patch.name.map(|n| name("name", &n)).transpose()?;
-    let new_description = match patch.description {
-        None => None,
-        Some(d) => Some(description(d)?),
-    };
-    let new_labels = patch.labels.map(|l| labels("labels", l)).transpose()?;
-    let new_tags = patch.tags.map(|t| tags("tags", t)).transpose()?;
-    let new_threshold = patch
-        .duplicate_threshold
-        .map(duplicate_threshold)
-        .transpose()?;
-
-    let mut txn = db.begin_write().await?;
-    let current = load_for(&txn, principal, id, Permission::Owner)
-        .await?
-        .space;
+/// VALIDATION_ERROR for a patch that would change what a space keeps for life: its owner,
+/// its embedder and its chunking (the stored vectors depend on them).
+fn unchangeable(patch: &SpacePatch, current: &space::Model) -> AppResult<()> {
     if patch.owner_id.is_some_and(|o| o != current.owner_id) {
         return Err(AppError::validation(
             "ownerId",
@@ -201,6 +182,80 @@ pub async fn update(
             ));
         }
     }
+
+    Ok(())
+}
+
+/// Replaces the space's labels when the set differs; true when it did.
+async fn set_labels(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    labels: &[(String, String)],
+) -> AppResult<bool> {
+    let mut old: Vec<(String, String)> = space_label::Entity::find()
+        .filter(space_label::Column::SpaceId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| (l.key, l.value))
+        .collect();
+    let mut sorted = labels.to_vec();
+    old.sort();
+    sorted.sort();
+    if old == sorted {
+        return Ok(false);
+    }
+    replace_labels(db, id, labels).await?;
+    Ok(true)
+}
+
+/// Replaces the space's tags when the set differs; true when it did.
+async fn set_tags(db: &impl ConnectionTrait, id: Uuid, tags: &[String]) -> AppResult<bool> {
+    let mut old: Vec<String> = space_tag::Entity::find()
+        .filter(space_tag::Column::SpaceId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.tag)
+        .collect();
+    let mut sorted = tags.to_vec();
+    old.sort();
+    sorted.sort();
+    if old == sorted {
+        return Ok(false);
+    }
+    replace_tags(db, id, tags).await?;
+    Ok(true)
+}
+
+pub async fn update(
+    db: &Db,
+    principal: &Principal,
+    id: Uuid,
+    mut patch: SpacePatch,
+) -> AppResult<SpaceAccess> {
+    let new_name = patch.name.take().map(|n| name("name", &n)).transpose()?;
+    let new_description = match patch.description.take() {
+        None => None,
+        Some(d) => Some(description(d)?),
+    };
+    let new_labels = patch
+        .labels
+        .take()
+        .map(|l| labels("labels", l))
+        .transpose()?;
+    let new_tags = patch.tags.take().map(|t| tags("tags", t)).transpose()?;
+    let new_threshold = patch
+        .duplicate_threshold
+        .take()
+        .map(duplicate_threshold)
+        .transpose()?;
+
+    let mut txn = db.begin_write().await?;
+    let current = load_for(&txn, principal, id, Permission::Owner)
+        .await?
+        .space;
+    unchangeable(&patch, &current)?;
 
     let mut changed = false;
     let mut access_changed = false;
@@ -233,36 +288,10 @@ pub async fn update(
         changed = true;
     }
     if let Some(labels) = new_labels {
-        let mut old: Vec<(String, String)> = space_label::Entity::find()
-            .filter(space_label::Column::SpaceId.eq(id))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|l| (l.key, l.value))
-            .collect();
-        let mut sorted = labels.clone();
-        old.sort();
-        sorted.sort();
-        if old != sorted {
-            replace_labels(&txn, id, &labels).await?;
-            changed = true;
-        }
+        changed |= set_labels(&txn, id, &labels).await?;
     }
     if let Some(tags) = new_tags {
-        let mut old: Vec<String> = space_tag::Entity::find()
-            .filter(space_tag::Column::SpaceId.eq(id))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|t| t.tag)
-            .collect();
-        let mut sorted = tags.clone();
-        old.sort();
-        sorted.sort();
-        if old != sorted {
-            replace_tags(&txn, id, &tags).await?;
-            changed = true;
-        }
+        changed |= set_tags(&txn, id, &tags).await?;
     }
     if patch.grants.is_given() {
         let grants =
