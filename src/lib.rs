@@ -5,10 +5,11 @@
 //!
 //! The crates below it, in the order they may import each other (DESIGN.md §2):
 //! `memspace_core` <- `memspace_engine` <- `memspace_domain` <- `memspace_graphql` <- this crate
-//! (CLI configuration, HTTP and WebSocket transports, import/export). Their modules are
+//! (CLI configuration, HTTP, WebSocket and MCP transports, import/export). Their modules are
 //! re-exported here under the paths the integration tests and tools use.
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod transfer;
 
 pub use memspace_core::{access, clock, error, glob, page, principal, validate, vocab};
@@ -71,7 +72,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     spawn_index_invalidation(db.bus.clone(), index.clone());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     let schema = schema::build(Some((db.clone(), index.clone())));
-    let state = http::AppState::new(schema.clone(), db.clone(), config.server_limits());
+    let state = http::AppState::new(
+        schema.clone(),
+        db.clone(),
+        index.clone(),
+        config.server_limits(),
+    );
     Ok(App {
         router: http::router(state),
         limits: config.server_limits(),

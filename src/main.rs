@@ -31,6 +31,9 @@ enum Command {
     Export(memspace::transfer::ExportArgs),
     /// Import JSONL into a space of a running server (resumable; re-run to finish).
     Import(memspace::transfer::ImportArgs),
+    /// Serve MCP on stdin/stdout, forwarding to a running server's `/mcp` (for agents that
+    /// launch a command).
+    Mcp(memspace::mcp::stdio::McpArgs),
 }
 
 #[derive(Subcommand)]
@@ -66,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => Db::connect(&args.database_url, 1).await?.migrate().await,
         Command::Export(args) => memspace::transfer::export(args).await,
         Command::Import(args) => memspace::transfer::import(args).await,
+        Command::Mcp(args) => memspace::mcp::stdio::run(args).await,
         Command::ExportSchema => {
             print!("{}", memspace::schema::sdl());
             Ok(())

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`;
-//! authentication, limits, rate limiting, timeouts, tracing and metrics around every request.
+//! `/mcp` (the Model Context Protocol, see `crate::mcp`); authentication, limits, rate limiting,
+//! timeouts, tracing and metrics around every request.
 //!
 //! GraphQL over HTTP: POST takes `application/json` (or `application/graphql`); GET takes the
 //! query string, for queries only (a mutation gets 405). Responses are `application/json`, or
@@ -30,9 +31,17 @@ pub use state::{AppState, ServerLimits};
 
 use gate::Reject;
 use memspace_core::error::AppError;
+use memspace_domain::auth as keys;
 
 pub fn router(state: AppState) -> Router {
+    let mcp = Router::new()
+        .route_service("/mcp", crate::mcp::service(&state))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mcp_guard,
+        ));
     Router::new()
+        .merge(mcp)
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/assets/{file}", get(graphiql::asset))
         .route("/graphql/ws", get(graphql_ws))
@@ -395,6 +404,108 @@ async fn run(
     )
         .into_response();
     (resp, outcome)
+}
+
+/// `Some(seconds to wait)` when the principal's key is over its rate limit.
+fn retry_after(state: &AppState, principal: &memspace_core::principal::Principal) -> Option<u64> {
+    let limiter = state.rate_limiter.as_ref()?;
+    let not_until = limiter.check_key(&principal.credential_id).err()?;
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+        &governor::clock::DefaultClock::default(),
+    ));
+    Some(wait.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+/// In front of `/mcp`: the credential checked in its current state on every request (401 with
+/// `WWW-Authenticate: Bearer` when missing or invalid), the key's rate limit, and the caller
+/// attached for the MCP handlers. The body limit is rmcp's, set from the same `max_body_bytes`.
+async fn mcp_guard(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let trace_id = new_trace_id();
+    let Some(secret) = header_credential(request.headers()).map(str::to_string) else {
+        return mcp_unauthenticated(&state, &trace_id);
+    };
+    let principal = match keys::authenticate_cached(&state.db.read, &state.db.bus, &secret).await {
+        Ok(p) => p,
+        Err(AppError::Unauthenticated) => return mcp_unauthenticated(&state, &trace_id),
+        Err(e) => {
+            tracing::error!(error = ?e, trace_id, "authentication failed");
+            let message = "the server cannot check credentials right now";
+            return mcp_reject(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                message,
+                &trace_id,
+            );
+        }
+    };
+    if let Some(secs) = retry_after(&state, &principal) {
+        let message = format!("too many requests for this key; retry in {secs} s");
+        let mut resp = mcp_reject(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            &message,
+            &trace_id,
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&secs.to_string()).unwrap_or(HeaderValue::from_static("1")),
+        );
+        return resp;
+    }
+    request.extensions_mut().insert(crate::mcp::Caller {
+        principal,
+        secret: secret.into(),
+    });
+    next.run(request).await
+}
+
+/// A request refused before MCP: a JSON-RPC error body whose `data` carries the code.
+fn mcp_unauthenticated(state: &AppState, trace_id: &str) -> Response {
+    let message = AppError::Unauthenticated.message();
+    let mut resp = mcp_reject(
+        state,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        &message,
+        trace_id,
+    );
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn mcp_reject(
+    state: &AppState,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    trace_id: &str,
+) -> Response {
+    state.metrics.observe(Some("mcp"), code, 0.0);
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": -32001,
+            "message": message,
+            "data": { "code": code, "traceId": trace_id },
+        }
+    });
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn unauthenticated(headers: &HeaderMap, trace_id: &str) -> Response {

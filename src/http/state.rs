@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::limits::{self, QueryLimits};
 use super::metrics::Metrics;
 use memspace_domain::db::Db;
+use memspace_engine::vector_index::VectorIndex;
 use memspace_graphql::memories::subscription::Rechecks;
 use memspace_graphql::schema::AppSchema;
 
@@ -81,6 +82,8 @@ impl SubscriptionCounts {
 pub struct AppState {
     pub schema: AppSchema,
     pub db: Db,
+    /// The vector index the schema also holds (MCP tools call the domain with it).
+    pub index: Arc<VectorIndex>,
     pub limits: Arc<ServerLimits>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
@@ -90,7 +93,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(schema: AppSchema, db: Db, limits: ServerLimits) -> AppState {
+    pub fn new(
+        schema: AppSchema,
+        db: Db,
+        index: Arc<VectorIndex>,
+        limits: ServerLimits,
+    ) -> AppState {
         let rate_limiter = limits.rate_limit.map(|(per_second, burst)| {
             Arc::new(RateLimiter::keyed(
                 Quota::per_second(per_second).allow_burst(burst),
@@ -99,6 +107,7 @@ impl AppState {
         AppState {
             schema,
             db,
+            index,
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::new()),
             rate_limiter,

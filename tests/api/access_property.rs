@@ -60,12 +60,12 @@ struct SpaceSpec {
 }
 
 #[derive(Clone, Debug)]
-struct WorldSpec {
+pub(crate) struct WorldSpec {
     orgs: Vec<OrgSpec>,
     spaces: Vec<SpaceSpec>,
 }
 
-fn world_spec() -> impl Strategy<Value = WorldSpec> {
+pub(crate) fn world_spec() -> impl Strategy<Value = WorldSpec> {
     let user = (prop::bool::weighted(0.15), any::<u8>(), any::<u8>()).prop_map(
         |(admin, roles, departments)| UserSpec {
             admin,
@@ -130,9 +130,9 @@ fn world_spec() -> impl Strategy<Value = WorldSpec> {
 
 /// One organization as built through the API.
 #[derive(Default)]
-struct Org {
-    id: String,
-    admin_key: String,
+pub(crate) struct Org {
+    pub(crate) id: String,
+    pub(crate) admin_key: String,
     /// The admin first, then the other users.
     users: Vec<String>,
     roles: Vec<String>,
@@ -141,7 +141,7 @@ struct Org {
 }
 
 /// Builds the world through GraphQL; returns the organizations and every principal's key.
-async fn build(app: &TestApp, spec: &WorldSpec) -> (Vec<Org>, Vec<String>) {
+pub(crate) async fn build(app: &TestApp, spec: &WorldSpec) -> (Vec<Org>, Vec<String>) {
     let mut orgs = Vec::new();
     let mut keys = Vec::new();
     for (i, o) in spec.orgs.iter().enumerate() {

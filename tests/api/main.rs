@@ -11,6 +11,7 @@ mod browser;
 mod embedders;
 mod hardening;
 mod identity;
+mod mcp;
 mod memories;
 mod quality;
 mod realtime;

@@ -162,6 +162,52 @@ impl From<DbErr> for AppError {
     }
 }
 
+impl AppError {
+    /// The machine-readable details a client gets besides `code` (`field`, `existingId`,
+    /// `currentVersion`, …): GraphQL puts them in `extensions`, MCP in a tool error's
+    /// structured content, under the same names.
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut out = serde_json::Map::new();
+        match self {
+            AppError::Validation { field, details, .. } => {
+                out.insert("field".into(), Value::from(field.as_str()));
+                if let Some(Value::Object(map)) = details {
+                    for (k, v) in map {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            AppError::InvalidArgument { field, .. } => {
+                out.insert("field".into(), Value::from(field.as_str()));
+            }
+            AppError::Duplicate {
+                existing_id,
+                duplicate_of_index,
+                index,
+            } => {
+                if let Some(id) = existing_id {
+                    out.insert("existingId".into(), Value::from(id.to_string()));
+                }
+                if let Some(i) = duplicate_of_index {
+                    out.insert("duplicateOfIndex".into(), Value::from(*i as i64));
+                }
+                if let Some(i) = index {
+                    out.insert("index".into(), Value::from(*i as i64));
+                }
+            }
+            AppError::Conflict { current_version } => {
+                out.insert("currentVersion".into(), Value::from(*current_version));
+            }
+            AppError::EmbedderUnavailable { embedder, .. } => {
+                out.insert("embedder".into(), Value::from(embedder.as_str()));
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
         if let AppError::Internal(cause) = &err {
@@ -169,42 +215,13 @@ impl From<AppError> for async_graphql::Error {
             tracing::error!(error = ?cause, "internal error");
         }
         let code = err.code();
+        let details = err.details();
         async_graphql::Error::new(err.message()).extend_with(|_, ext| {
             ext.set("code", code);
-            match &err {
-                AppError::Validation { field, details, .. } => {
-                    ext.set("field", field.as_str());
-                    if let Some(serde_json::Value::Object(map)) = details {
-                        for (k, v) in map {
-                            if let Ok(v) = async_graphql::Value::from_json(v.clone()) {
-                                ext.set(k.as_str(), v);
-                            }
-                        }
-                    }
+            for (k, v) in details {
+                if let Ok(v) = async_graphql::Value::from_json(v) {
+                    ext.set(k.as_str(), v);
                 }
-                AppError::InvalidArgument { field, .. } => ext.set("field", field.as_str()),
-                AppError::Duplicate {
-                    existing_id,
-                    duplicate_of_index,
-                    index,
-                } => {
-                    if let Some(id) = existing_id {
-                        ext.set("existingId", id.to_string());
-                    }
-                    if let Some(i) = duplicate_of_index {
-                        ext.set("duplicateOfIndex", *i as i64);
-                    }
-                    if let Some(i) = index {
-                        ext.set("index", *i as i64);
-                    }
-                }
-                AppError::Conflict { current_version } => {
-                    ext.set("currentVersion", *current_version)
-                }
-                AppError::EmbedderUnavailable { embedder, .. } => {
-                    ext.set("embedder", embedder.as_str())
-                }
-                _ => {}
             }
         })
     }
