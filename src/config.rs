@@ -6,6 +6,17 @@ pub use memspace_engine::config::{EmbedderConfig, RemoteEmbedder};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://memspace.db?mode=rwc";
 
+/// `memspace-index` beside an SQLite database file; None for PostgreSQL and in-memory SQLite.
+pub fn default_data_dir(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next()?;
+    if path.is_empty() || path.contains(":memory:") || database_url.contains("mode=memory") {
+        return None;
+    }
+    let parent = std::path::Path::new(path).parent()?;
+    Some(parent.join("memspace-index"))
+}
+
 /// Where the database is. Shared by every subcommand that opens it.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DatabaseArgs {
@@ -77,6 +88,14 @@ pub struct ServeArgs {
     /// Seconds between sweeps that delete expired memories.
     #[arg(long, env = "MEMSPACE_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
+    /// Milliseconds between flushes of search recall counters and activity (a crash loses at
+    /// most this much of them; never a memory).
+    #[arg(long, env = "MEMSPACE_RECALL_FLUSH_MS", default_value_t = 1000)]
+    pub recall_flush_ms: u64,
+    /// Directory of the persisted vector index (default: `memspace-index` beside the SQLite
+    /// file; not persisted on PostgreSQL or in-memory SQLite unless set).
+    #[arg(long, env = "MEMSPACE_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub embedders: EmbedderArgs,
 }
@@ -140,6 +159,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
     pub sweep_interval: std::time::Duration,
+    /// How often recall counters and search activity are flushed to the database.
+    pub recall_flush_interval: std::time::Duration,
+    /// Scopes of at most this many vectors are scanned exactly, larger ones go to the ANN
+    /// index (tests lower it to exercise the ANN path on small data).
+    pub vector_exact_max: usize,
+    /// Where the vector index is persisted (None: in memory only).
+    pub data_dir: Option<std::path::PathBuf>,
     pub query_limits: crate::http::limits::QueryLimits,
     pub request_timeout: std::time::Duration,
     /// (requests per second, burst) per credential; `None` = off.
@@ -178,6 +204,9 @@ impl Config {
             max_body_bytes: 2 * 1024 * 1024,
             db_pool_size: 16,
             sweep_interval: std::time::Duration::from_secs(60),
+            recall_flush_interval: std::time::Duration::from_secs(1),
+            vector_exact_max: memspace_engine::vector_index::EXACT_MAX,
+            data_dir: None,
             query_limits: crate::http::limits::QueryLimits::default(),
             request_timeout: std::time::Duration::from_secs(30),
             rate_limit: None,
@@ -201,6 +230,12 @@ impl TryFrom<&ServeArgs> for Config {
             max_body_bytes: args.max_body_bytes,
             db_pool_size: args.db_pool_size,
             sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs.max(1)),
+            recall_flush_interval: std::time::Duration::from_millis(args.recall_flush_ms.max(10)),
+            vector_exact_max: memspace_engine::vector_index::EXACT_MAX,
+            data_dir: args
+                .data_dir
+                .clone()
+                .or_else(|| default_data_dir(&args.db.database_url)),
             query_limits: crate::http::limits::QueryLimits {
                 max_depth: args.max_depth.max(1),
                 max_complexity: args.max_complexity.max(1),

@@ -44,6 +44,8 @@ pub struct App {
     pub schema: schema::AppSchema,
     pub db: Db,
     pub index: Arc<search::vector_index::VectorIndex>,
+    /// Recall counters and search audit, written off the request path; flush at shutdown.
+    pub recall: search::service::Recall,
     /// The admin key generated on first start, to be shown once (None when the database was
     /// already set up or the operator chose the key).
     pub generated_admin_key: Option<String>,
@@ -68,14 +70,22 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if db.bus.is_postgres() {
         events::spawn_listener(db.bus.clone(), config.database_url.clone());
     }
-    let index = Arc::new(search::vector_index::VectorIndex::default());
+    let index = Arc::new(match &config.data_dir {
+        Some(dir) => search::vector_index::VectorIndex::open(dir.clone(), config.vector_exact_max),
+        None => search::vector_index::VectorIndex::with_exact_max(config.vector_exact_max),
+    });
     spawn_index_invalidation(db.bus.clone(), index.clone());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
-    let schema = schema::build(Some((db.clone(), index.clone())));
+    if config.data_dir.is_some() {
+        spawn_index_save(index.clone(), Duration::from_secs(600));
+    }
+    let recall = search::service::Recall::spawn(db.clone(), config.recall_flush_interval);
+    let schema = schema::build(Some((db.clone(), index.clone(), recall.clone())));
     let state = http::AppState::new(
         schema.clone(),
         db.clone(),
         index.clone(),
+        recall.clone(),
         config.server_limits(),
     );
     Ok(App {
@@ -84,6 +94,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         schema,
         db,
         index,
+        recall,
         generated_admin_key,
     })
 }
@@ -115,6 +126,22 @@ fn spawn_index_invalidation(bus: events::Bus, index: Arc<search::vector_index::V
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => index.forget_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+/// Saves the vector index every `interval` (and `main` saves it at shutdown), so a restart
+/// after a crash catches up from a recent file instead of loading everything.
+fn spawn_index_save(index: Arc<search::vector_index::VectorIndex>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = index.save().await {
+                tracing::warn!(error = %e, "vector index not saved");
             }
         }
     });

@@ -116,6 +116,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memspace::http::shutdown_signal(),
     )
     .await;
+    if let Err(e) = app.recall.flush().await {
+        tracing::warn!(error = ?e, "recall counters not flushed at shutdown");
+    }
+    if let Err(e) = app.index.save().await {
+        tracing::warn!(error = %e, "vector index not saved at shutdown (it reloads from the database)");
+    }
     app.db.write.close_by_ref().await.ok();
     Ok(())
 }

@@ -84,6 +84,8 @@ pub struct AppState {
     pub db: Db,
     /// The vector index the schema also holds (MCP tools call the domain with it).
     pub index: Arc<VectorIndex>,
+    /// Recall counters of searches, written off the request path.
+    pub recall: memspace_domain::search::Recall,
     pub limits: Arc<ServerLimits>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<Uuid>>>,
@@ -97,6 +99,7 @@ impl AppState {
         schema: AppSchema,
         db: Db,
         index: Arc<VectorIndex>,
+        recall: memspace_domain::search::Recall,
         limits: ServerLimits,
     ) -> AppState {
         let rate_limiter = limits.rate_limit.map(|(per_second, burst)| {
@@ -108,6 +111,7 @@ impl AppState {
             schema,
             db,
             index,
+            recall,
             limits: Arc::new(limits),
             metrics: Arc::new(Metrics::new()),
             rate_limiter,

@@ -56,6 +56,7 @@ pub struct Caller {
 struct Shared {
     db: Db,
     index: Arc<VectorIndex>,
+    recall: memspace_domain::search::Recall,
     limits: Arc<ServerLimits>,
     metrics: Arc<Metrics>,
 }
@@ -148,6 +149,7 @@ pub fn service(state: &AppState) -> StreamableHttpService<Memspace, LocalSession
     let shared = Shared {
         db: state.db.clone(),
         index: state.index.clone(),
+        recall: state.recall.clone(),
         limits: state.limits.clone(),
         metrics: state.metrics.clone(),
     };
@@ -334,6 +336,7 @@ impl ServerHandler for Memspace {
             prompts::get(
                 self.db(),
                 &self.shared.index,
+                &self.shared.recall,
                 &who,
                 &request.name,
                 &request.arguments,

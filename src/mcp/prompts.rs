@@ -36,6 +36,7 @@ fn argument<'a>(args: &'a Option<JsonObject>, name: &str) -> Option<&'a str> {
 pub async fn get(
     db: &Db,
     index: &Arc<VectorIndex>,
+    recall: &memspace_domain::search::Recall,
     who: &Caller,
     name: &str,
     args: &Option<JsonObject>,
@@ -58,7 +59,7 @@ pub async fn get(
         limit: HITS,
         min_score: None,
     };
-    let hits = search::search(db, index, &who.principal, req).await?;
+    let hits = search::search(db, index, recall, &who.principal, req).await?;
     let models: Vec<entity::memory::Model> = hits.into_iter().map(|h| h.memory).collect();
     let lines: Vec<String> = views::memories(&db.read, &models)
         .await?

@@ -355,7 +355,14 @@ impl Memspace {
                     min_score: a.min_score,
                 };
                 let db = self.db();
-                let hits = search::search(db, &self.shared.index, &who.principal, req).await?;
+                let hits = search::search(
+                    db,
+                    &self.shared.index,
+                    &self.shared.recall,
+                    &who.principal,
+                    req,
+                )
+                .await?;
                 let models: Vec<entity::memory::Model> =
                     hits.iter().map(|h| h.memory.clone()).collect();
                 let views = views::memories(&db.read, &models).await?;

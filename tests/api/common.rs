@@ -11,6 +11,12 @@ pub struct TestApp {
     pub admin_key: String,
     pub client: reqwest::Client,
     pub db: memspace::db::Db,
+    /// The server's recorder of search side effects (flush it to see them in the database).
+    pub recall: memspace::search::service::Recall,
+    /// The server's vector index.
+    pub index: std::sync::Arc<memspace::search::vector_index::VectorIndex>,
+    /// The database URL it runs on (see `reopen`).
+    pub database_url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -98,8 +104,16 @@ impl TestApp {
             admin_key,
             client: reqwest::Client::new(),
             db: app.db,
+            recall: app.recall,
+            index: app.index,
+            database_url: config.database_url.clone(),
             _dir: dir,
         }
+    }
+
+    /// SQL statements that wrote (INSERT, UPDATE, DELETE) so far.
+    pub fn writes(&self) -> u64 {
+        self.db.writes.load(Ordering::Relaxed)
     }
 
     /// SQL statements the server has run so far.
@@ -565,11 +579,24 @@ async fn serve_config(
         admin_key,
         client: reqwest::Client::new(),
         db: app.db,
+        recall: app.recall,
+        index: app.index,
+        database_url: config.database_url.clone(),
         _dir: dir,
     }
 }
 
 impl TestApp {
+    /// A second server on this one's database and admin key, with the config changed by
+    /// `configure` (a restart, when the first one is no longer used).
+    pub async fn reopen(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::new(self.database_url.clone());
+        config.admin_key = Some(self.admin_key.clone());
+        config.db_pool_size = 4;
+        configure(&mut config);
+        serve_config(&config, self.admin_key.clone(), None).await
+    }
+
     /// Makes sure the server has `key`'s principal cached, so the next request's statement
     /// count holds only the query's own work (the first request of a key also authenticates).
     pub async fn warm(&self, key: &str) {

@@ -1069,3 +1069,234 @@ async fn search_filters_by_tags_thread_and_agent_in_every_mode() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// No write on the read path
+
+#[tokio::test]
+async fn a_search_writes_nothing_to_the_database_before_it_answers() {
+    // Flushes far apart, so any write seen below would be the searches' own.
+    let app = TestApp::spawn_with(|c| c.recall_flush_interval = Duration::from_secs(3600)).await;
+    let space_id = app.space_as(&app.admin_key, "quiet", json!({})).await;
+    let apples = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Apples ripen in September",
+            json!({}),
+        )
+        .await;
+    app.warm(&app.admin_key).await;
+    let before = app.writes();
+
+    for mode in MODES {
+        for input in [
+            json!({ "query": "apples ripen", "mode": mode }),
+            json!({ "query": "apples ripen", "mode": mode, "spaceIds": [space_id] }),
+        ] {
+            let r = search(&app, &app.admin_key, input).await;
+            assert_eq!(r.hit_ids(), [apples.as_str()], "{mode}");
+        }
+    }
+
+    assert_eq!(app.writes() - before, 0, "writes on the read path");
+    assert_eq!(
+        recall_count(&app, &apples).await,
+        6,
+        "pending recalls are shown"
+    );
+}
+
+#[tokio::test]
+async fn recall_counters_are_flushed_and_correct_after_a_burst_of_searches() {
+    let app = TestApp::spawn_with(|c| c.recall_flush_interval = Duration::from_millis(50)).await;
+    let space_id = app.space_as(&app.admin_key, "burst", json!({})).await;
+    let apples = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Apples ripen in September",
+            json!({}),
+        )
+        .await;
+    let pears = app
+        .memory_as(
+            &app.admin_key,
+            &space_id,
+            "Pears ripen in October",
+            json!({}),
+        )
+        .await;
+
+    let searches = (0..40).map(|i| {
+        let query = if i % 2 == 0 { "apples" } else { "ripen" };
+        search(
+            &app,
+            &app.admin_key,
+            json!({ "query": query, "mode": "KEYWORD" }),
+        )
+    });
+    let results = futures::future::join_all(searches).await;
+    app.recall.flush().await.expect("flushed");
+
+    assert!(results.iter().all(|r| !r.hit_ids().is_empty()));
+    use sea_orm::EntityTrait;
+    let stored = |id: &str| {
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        let db = app.db.read.clone();
+        async move {
+            entity::memory::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap()
+                .recall_count
+        }
+    };
+    assert_eq!(stored(&apples).await, 40, "every search found apples");
+    assert_eq!(stored(&pears).await, 20, "the 'ripen' searches found pears");
+    assert_eq!(
+        recall_count(&app, &apples).await,
+        40,
+        "nothing counted twice"
+    );
+}
+
+#[tokio::test]
+async fn a_cross_tenant_search_is_audited_before_it_answers_and_an_own_search_is_not() {
+    let app = TestApp::spawn_with(|c| c.recall_flush_interval = Duration::from_secs(3600)).await;
+    let other_admin = app.other_org("reader-org").await;
+    let (_, reader_key) = app.user_in(&other_admin, "reader", false).await;
+    let reader_org = app.org_id_of(&reader_key).await;
+    let space = app
+        .space_as(
+            &app.admin_key,
+            "shared-out",
+            json!({ "allowedTenantIds": [reader_org] }),
+        )
+        .await;
+    let apples = app
+        .memory_as(
+            &app.admin_key,
+            &space,
+            "Apples ripen in September",
+            json!({}),
+        )
+        .await;
+
+    let own = search(&app, &app.admin_key, json!({ "query": "apples" })).await;
+    let theirs = search(&app, &reader_key, json!({ "query": "apples" })).await;
+    let audit = app
+        .gql(
+            "query($r:ID){ auditEvents(filter:{resourceId:$r, action:\"memory.search\"}){ \
+               totalCount edges{ node{ actorOrganization{ id } } } } }",
+            json!({ "r": space }),
+        )
+        .await;
+
+    assert_eq!(own.hit_ids(), [apples.as_str()]);
+    assert_eq!(theirs.hit_ids(), [apples.as_str()]);
+    let events = &audit.data()["auditEvents"];
+    assert_eq!(events["totalCount"], 1, "{}", audit.body);
+    assert_eq!(
+        events["edges"][0]["node"]["actorOrganization"]["id"],
+        reader_org
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vector index across restarts
+
+#[tokio::test]
+async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_made_since() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_path_buf();
+    let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
+    let key = first.admin_key.clone();
+    let space = first.space_as(&key, "kept", json!({})).await;
+    let kept = first
+        .memory_as(
+            &key,
+            &space,
+            "The lighthouse keeper logs the weather at dawn",
+            json!({}),
+        )
+        .await;
+    let doomed = first
+        .memory_as(
+            &key,
+            &space,
+            "The lighthouse lamp was replaced in spring",
+            json!({}),
+        )
+        .await;
+    let input = json!({ "query": "lighthouse", "mode": "SEMANTIC", "spaceIds": [space] });
+    assert_eq!(search(&first, &key, input.clone()).await.hit_ids().len(), 2);
+    first.index.save().await.expect("saved");
+    // After the save, so the file does not know them: written while "the index was away".
+    let added = first
+        .memory_as(
+            &key,
+            &space,
+            "A lighthouse foghorn sounds in the night",
+            json!({}),
+        )
+        .await;
+    let deleted = first
+        .gql(
+            "mutation($id:ID!){ deleteMemory(id:$id) }",
+            json!({ "id": doomed }),
+        )
+        .await;
+    deleted.data();
+
+    let second = first.reopen(|c| c.data_dir = Some(dir.clone())).await;
+    let reopened = second.index.reopened_spaces();
+    let r = search(&second, &key, input).await;
+
+    assert_eq!(
+        reopened, 1,
+        "the space came from the file, not the database"
+    );
+    assert_eq!(
+        ids_set(r.hit_ids()),
+        HashSet::from([kept.clone(), added.clone()])
+    );
+    let space_id = uuid::Uuid::parse_str(&space).unwrap();
+    assert_eq!(
+        second.index.memories_of(space_id).await,
+        Some(2),
+        "the deleted memory left the reopened index (drift check)"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_index_file_is_ignored_and_the_space_loads_from_the_database() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_path_buf();
+    let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
+    let key = first.admin_key.clone();
+    let space = first.space_as(&key, "kept", json!({})).await;
+    let kept = first
+        .memory_as(
+            &key,
+            &space,
+            "The lighthouse keeper logs the weather at dawn",
+            json!({}),
+        )
+        .await;
+    let input = json!({ "query": "lighthouse", "mode": "SEMANTIC", "spaceIds": [space] });
+    search(&first, &key, input.clone()).await;
+    first.index.save().await.expect("saved");
+    let file = dir.join("vectors.msvi");
+    let mut bytes = std::fs::read(&file).expect("index file");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).expect("damaged");
+
+    let second = first.reopen(|c| c.data_dir = Some(dir.clone())).await;
+    let r = search(&second, &key, input).await;
+
+    assert_eq!(second.index.reopened_spaces(), 0);
+    assert_eq!(r.hit_ids(), [kept.as_str()]);
+}

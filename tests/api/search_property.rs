@@ -276,8 +276,14 @@ fn hit_spaces(r: &crate::common::GqlResponse) -> Result<Vec<(String, String)>, S
         .collect())
 }
 
-async fn check(spec: WorldSpec) -> Result<(), String> {
-    let app = TestApp::spawn().await;
+/// `ann`: every semantic search goes through the filtered ANN index (the planner's exact
+/// threshold set to 0), so one index query covers all the caller's spaces.
+async fn check(spec: WorldSpec, ann: bool) -> Result<(), String> {
+    let app = if ann {
+        TestApp::spawn_with(|c| c.vector_exact_max = 0).await
+    } else {
+        TestApp::spawn().await
+    };
     let (keys, space_ids) = build(&app, &spec).await;
     let db_err = |e: sea_orm::DbErr| e.to_string();
     let spaces = entity::space::Entity::find()
@@ -437,11 +443,10 @@ async fn check(spec: WorldSpec) -> Result<(), String> {
     }
 }
 
-#[test]
-fn search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
+fn run_cases(cases: u32, ann: bool) {
     let started = std::time::Instant::now();
     let mut runner = TestRunner::new(Config {
-        cases: 10,
+        cases,
         max_shrink_iters: 16,
         max_shrink_time: 60_000,
         failure_persistence: None,
@@ -453,10 +458,23 @@ fn search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        rt.block_on(check(spec)).map_err(TestCaseError::fail)
+        rt.block_on(check(spec, ann)).map_err(TestCaseError::fail)
     });
-    eprintln!("search_never_leaks: 10 cases in {:?}", started.elapsed());
+    eprintln!(
+        "search_never_leaks (ann: {ann}): {cases} cases in {:?}",
+        started.elapsed()
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+#[test]
+fn search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
+    run_cases(10, false);
+}
+
+#[test]
+fn a_filtered_ann_search_never_returns_a_memory_of_a_space_the_caller_cannot_view() {
+    run_cases(5, true);
 }

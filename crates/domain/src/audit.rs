@@ -32,6 +32,24 @@ fn row(principal: &Principal, e: &Event<'_>) -> audit_event::ActiveModel {
     }
 }
 
+/// The row of `action` by `principal` on space `space_id` of `organization_id`.
+pub fn space_row(
+    principal: &Principal,
+    action: &str,
+    space_id: Uuid,
+    organization_id: Uuid,
+) -> audit_event::ActiveModel {
+    row(
+        principal,
+        &Event {
+            action,
+            resource_type: "space",
+            resource_id: space_id,
+            organization_id,
+        },
+    )
+}
+
 pub async fn record(
     db: &impl ConnectionTrait,
     principal: &Principal,

@@ -27,6 +27,8 @@ pub struct Db {
     pub write: DatabaseConnection,
     /// SQL statements run so far (reads and writes), for tests and metrics.
     pub statements: Arc<AtomicU64>,
+    /// Of those, the ones that write (INSERT, UPDATE, DELETE): a read path must add none.
+    pub writes: Arc<AtomicU64>,
     /// Events of committed writes, and cache invalidation.
     pub bus: crate::events::Bus,
     /// The embedders this process offers (set from the configuration by [`crate::build`]).
@@ -36,6 +38,7 @@ pub struct Db {
 impl Db {
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Db> {
         let statements = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
         let (mut read, mut write) = if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let options = SqliteConnectOptions::from_str(url)
@@ -85,8 +88,12 @@ impl Db {
         };
         for conn in [&mut read, &mut write] {
             let counter = statements.clone();
-            conn.set_metric_callback(move |_| {
+            let write_counter = writes.clone();
+            conn.set_metric_callback(move |info| {
                 counter.fetch_add(1, Ordering::Relaxed);
+                if is_write(&info.statement.sql) {
+                    write_counter.fetch_add(1, Ordering::Relaxed);
+                }
             });
         }
         let bus = crate::events::Bus::new(write.get_database_backend());
@@ -94,6 +101,7 @@ impl Db {
             read,
             write,
             statements,
+            writes,
             bus,
             embedders: Arc::new(memspace_engine::registry::Registry::builtin()),
         })
@@ -108,6 +116,15 @@ impl Db {
     pub fn statement_count(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a statement changes rows (the SQL that sea-orm and our services send begins with its
+/// verb; the SQLite write-lock no-op of [`begin`] counts too, being a write).
+fn is_write(sql: &str) -> bool {
+    let verb = sql.trim_start().get(..6).unwrap_or("");
+    ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|w| verb.eq_ignore_ascii_case(w))
 }
 
 /// Begins a write transaction. On SQLite it takes the write lock at once (a no-op write as the

@@ -1,7 +1,7 @@
 //! Keyword search in the database's own full-text engine: SQLite FTS5 (porter tokenizer, BM25)
 //! or PostgreSQL (`english` tsvector, `ts_rank_cd`). A document matches when it holds **any** of
 //! the query's stemmed terms.
-use sea_orm::sea_query::{Alias, Expr, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DatabaseBackend};
 use uuid::Uuid;
 
@@ -21,22 +21,30 @@ pub fn tsquery(query: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" | "))
 }
 
-/// Up to `limit` memories of `space_ids` matching `query`, best first, with a score where
+/// The spaces a keyword search covers: a list of ids, or a statement selecting them (the
+/// caller's scope condition, evaluated by the database inside the search).
+pub enum Spaces<'a> {
+    Ids(&'a [Uuid]),
+    Select(Box<SelectStatement>),
+}
+
+/// Up to `limit` memories of `spaces` matching `query`, best first, with a score where
 /// higher is better.
 pub async fn search(
     db: &impl ConnectionTrait,
     query: &str,
-    space_ids: &[Uuid],
+    spaces: Spaces<'_>,
     limit: u64,
 ) -> AppResult<Vec<(Uuid, f64)>> {
-    if space_ids.is_empty() {
-        return Ok(Vec::new());
-    }
     let backend = db.get_database_backend();
     let memories = Alias::new("memories");
     let id_col = Expr::col((memories.clone(), memory::Column::Id));
-    let in_spaces =
-        Expr::col((memories.clone(), memory::Column::SpaceId)).is_in(space_ids.iter().copied());
+    let space_col = Expr::col((memories.clone(), memory::Column::SpaceId));
+    let in_spaces = match spaces {
+        Spaces::Ids([]) => return Ok(Vec::new()),
+        Spaces::Ids(ids) => space_col.is_in(ids.iter().copied()),
+        Spaces::Select(q) => space_col.in_subquery(*q),
+    };
     let stmt = match backend {
         DatabaseBackend::Sqlite => {
             let Some(q) = fts5_query(query) else {

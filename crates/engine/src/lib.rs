@@ -2,10 +2,12 @@
 //! neural behind the `neural` feature, remote) and their registry, chunking, the in-process
 //! vector index, keyword ranking and rank fusion. It knows no principal, no space rule and no
 //! GraphQL: the domain's search use case decides what is in scope and calls in here.
+pub mod ann;
 pub mod chunking;
 pub mod config;
 pub mod embedder;
 pub mod fusion;
+pub mod index_file;
 pub mod keyword;
 pub mod minilm;
 #[cfg(feature = "neural")]

@@ -1,20 +1,39 @@
-//! The in-process vector index: per space, every chunk vector of its memories, loaded lazily from
-//! the database on first search and kept current by the write path.
+//! The in-process vector index: per space, every chunk vector of its memories (f32, for exact
+//! scans and rescoring), loaded lazily from the database on first search and kept current by
+//! the write path; and per vector dimension one ANN index ([`crate::ann`]) over the vectors of
+//! every loaded space, keyed by the space's slot so one query can be filtered to a scope.
+//!
+//! Planner ([`plan`]): a scope of at most [`EXACT_MAX`] vectors is scanned exactly; so is a
+//! selective one (under [`MIN_SELECTIVITY`] of the ANN index and at most
+//! [`SELECTIVE_EXACT_MAX`] vectors), where a filtered graph walk would visit most of the graph
+//! to find enough accepted nodes. Otherwise one filtered ANN query serves the whole scope, its
+//! candidates rescored in f32, and a result short of the scope's answer falls back to exact.
+//!
+//! Persistence ([`VectorIndex::open`], [`VectorIndex::save`]): in a data directory, the spaces'
+//! vectors with the `vector_version` each covers ([`crate::index_file`]) and the ANN graphs
+//! (usearch files). The database stays the source of truth: a reopened space catches up from
+//! rows newer than its version and, on its first use, is checked against the database's list
+//! of its memories (drift: deletions made while the file was stale, a file from another
+//! moment); a missing or damaged file means loading from the database, as without one.
 //!
 //! Consistency: a space's entry is loaded and updated under its own write lock, and updates are
 //! idempotent (keyed by memory id), so a write that races with a load is never lost: either the
 //! load's query sees the committed row, or the update waits for the load and applies after it.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
-use tokio::sync::RwLock;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use uuid::Uuid;
 
+use crate::ann::{Ann, Hnsw};
 use crate::embedder::{dot, from_bytes};
+use crate::index_file::{self, SavedSpace};
 use entity::{chunk, memory};
-use memspace_core::error::AppResult;
+use memspace_core::error::{AppError, AppResult};
 
 /// The chunk vectors of one memory: (chunk ordinal, vector).
 type MemoryVectors = Vec<(i32, Vec<f32>)>;
@@ -24,6 +43,13 @@ type MemoryVectors = Vec<(i32, Vec<f32>)>;
 #[derive(Default)]
 struct SpaceVectors {
     loaded: bool,
+    /// Reopened from the index file and not yet checked against the database.
+    unverified: bool,
+    /// This load's slot: the high bits of its ANN keys (a reload takes a new one, so keys of
+    /// an earlier load can never pass a scope's filter).
+    slot: u32,
+    /// The ANN keys of each memory's rows.
+    keys: HashMap<Uuid, Vec<u64>>,
     /// The space's `vector_version` this index is known to be complete up to.
     version: i64,
     dim: usize,
@@ -33,10 +59,11 @@ struct SpaceVectors {
 }
 
 impl SpaceVectors {
-    fn clear(&mut self) {
-        self.data.clear();
-        self.rows.clear();
-        self.by_memory.clear();
+    /// The f32 similarity of `query` to a memory's chunk `ord`.
+    fn score(&self, memory_id: &Uuid, ord: i32, query: &[f32]) -> Option<f32> {
+        let rows = self.by_memory.get(memory_id)?;
+        let row = rows.iter().find(|r| self.rows[**r].1 == ord)?;
+        Some(dot(query, &self.data[row * self.dim..(row + 1) * self.dim]))
     }
 
     fn remove_memory(&mut self, id: &Uuid) {
@@ -123,6 +150,13 @@ impl SpaceVectors {
     }
 }
 
+/// A space of a search's scope and the `vector_version` the database holds for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScopeEntry {
+    pub space_id: Uuid,
+    pub version: i64,
+}
+
 /// One scored memory: its best chunk's ordinal and cosine similarity.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VectorHit {
@@ -131,15 +165,372 @@ pub struct VectorHit {
     pub score: f32,
 }
 
-#[derive(Default)]
-pub struct VectorIndex {
-    spaces: Mutex<HashMap<Uuid, Arc<RwLock<SpaceVectors>>>>,
+/// Scopes of at most this many vectors are scanned exactly (about 2 ms at 384 dimensions).
+pub const EXACT_MAX: usize = 20_000;
+/// A scope holding less than this share of the ANN index is selective...
+pub const MIN_SELECTIVITY: f64 = 0.05;
+/// ...and is scanned exactly up to this many vectors.
+pub const SELECTIVE_EXACT_MAX: usize = 200_000;
+const VECTORS_FILE: &str = "vectors.msvi";
+
+fn ann_file(dim: usize) -> String {
+    format!("ann-{dim}.usearch")
 }
 
+/// ANN keys: the space's slot above this bit, a sequence number below.
+const SLOT_SHIFT: u32 = 40;
+
+/// How a scope is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Exact,
+    Ann,
+}
+
+/// The plan for a scope of `scope_rows` vectors when the ANN index holds `index_rows`, with
+/// `exact_max` in place of [`EXACT_MAX`].
+pub fn plan(scope_rows: usize, index_rows: usize, exact_max: usize) -> Plan {
+    if scope_rows <= exact_max || index_rows == 0 {
+        return Plan::Exact;
+    }
+    let selectivity = scope_rows as f64 / index_rows as f64;
+    if selectivity < MIN_SELECTIVITY && scope_rows <= SELECTIVE_EXACT_MAX.max(exact_max) {
+        Plan::Exact
+    } else {
+        Plan::Ann
+    }
+}
+
+/// The ANN index of one vector dimension, and what each key stands for.
+struct Shard {
+    ann: Box<dyn Ann>,
+    rows: Mutex<HashMap<u64, (Uuid, i32)>>,
+    next_key: AtomicU64,
+}
+
+impl Shard {
+    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Uuid, i32)>> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct VectorIndex {
+    spaces: Mutex<HashMap<Uuid, Arc<RwLock<SpaceVectors>>>>,
+    shards: Mutex<HashMap<usize, Arc<Shard>>>,
+    next_slot: AtomicU32,
+    exact_max: usize,
+    /// Where [`VectorIndex::save`] writes (None: not persisted).
+    dir: Option<PathBuf>,
+    /// Held (shared) by every change, exclusively by a save, so a saved file is one moment.
+    changes: RwLock<()>,
+    /// Spaces reopened from the file at start.
+    reopened: usize,
+}
+
+impl Default for VectorIndex {
+    fn default() -> Self {
+        VectorIndex::with_exact_max(EXACT_MAX)
+    }
+}
+
+type Guard = OwnedRwLockReadGuard<SpaceVectors>;
+
 impl VectorIndex {
+    /// An index whose planner scans scopes of at most `exact_max` vectors exactly (tests set
+    /// 0 to exercise the ANN path on small data).
+    pub fn with_exact_max(exact_max: usize) -> Self {
+        VectorIndex {
+            spaces: Mutex::default(),
+            shards: Mutex::default(),
+            next_slot: AtomicU32::new(1),
+            exact_max,
+            dir: None,
+            changes: RwLock::new(()),
+            reopened: 0,
+        }
+    }
+
+    /// An index persisted in `dir`: reopens what was saved there (if anything), else starts
+    /// empty. Never fails: a damaged file is logged and the spaces load from the database.
+    pub fn open(dir: PathBuf, exact_max: usize) -> Self {
+        let mut index = VectorIndex::with_exact_max(exact_max);
+        match index.restore(&dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(spaces = n, dir = %dir.display(), "vector index reopened"),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "vector index not reopened: spaces load from the database");
+                index = VectorIndex::with_exact_max(exact_max);
+            }
+        }
+        index.dir = Some(dir);
+        index
+    }
+
+    /// The memories held for a space, when it is loaded.
+    pub async fn memories_of(&self, space_id: Uuid) -> Option<usize> {
+        let entry = {
+            let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+            spaces.get(&space_id).cloned()?
+        };
+        let g = entry.read().await;
+        g.loaded.then(|| g.by_memory.len())
+    }
+
+    /// How many spaces were reopened from the data directory at start.
+    pub fn reopened_spaces(&self) -> usize {
+        self.reopened
+    }
+
+    fn restore(&mut self, dir: &Path) -> anyhow::Result<usize> {
+        let path = dir.join(VECTORS_FILE);
+        if !path.exists() {
+            return Ok(0);
+        }
+        let saved = index_file::read(&path)?;
+        let mut by_dim: HashMap<usize, Vec<&SavedSpace>> = HashMap::new();
+        for s in &saved {
+            by_dim.entry(s.dim as usize).or_default().push(s);
+        }
+        let mut max_slot = 0u32;
+        let mut spaces = HashMap::new();
+        for (dim, group) in by_dim {
+            let keyed: usize = group
+                .iter()
+                .map(|s| s.rows.iter().filter(|r| r.2 != 0).count())
+                .sum();
+            let total: usize = group.iter().map(|s| s.rows.len()).sum();
+            // The graph is reused only when it holds exactly the saved keys.
+            let ann = Hnsw::restore(&dir.join(ann_file(dim)), dim)
+                .ok()
+                .filter(|a| keyed == total && a.len() == total);
+            let rebuild = ann.is_none();
+            let shard = match ann {
+                Some(a) => Some(Arc::new(Shard {
+                    ann: Box::new(a),
+                    rows: Mutex::default(),
+                    next_key: AtomicU64::new(0),
+                })),
+                None if dim > 0 => self.shard(dim, true),
+                None => None,
+            };
+            let mut next_seq = 0u64;
+            for s in group {
+                let mut v = SpaceVectors {
+                    loaded: true,
+                    unverified: true,
+                    version: s.version,
+                    dim,
+                    data: s.data.clone(),
+                    ..SpaceVectors::default()
+                };
+                let saved_slot = s.rows.first().map(|r| (r.2 >> SLOT_SHIFT) as u32);
+                v.slot = match saved_slot {
+                    Some(slot) if !rebuild && slot > 0 => slot,
+                    _ => 0, // assigned below
+                };
+                for (row, (memory, ord, key)) in s.rows.iter().enumerate() {
+                    v.rows.push((*memory, *ord));
+                    v.by_memory.entry(*memory).or_default().push(row);
+                    if !rebuild {
+                        v.keys.entry(*memory).or_default().push(*key);
+                        next_seq = next_seq.max((key & ((1 << SLOT_SHIFT) - 1)) + 1);
+                        if let Some(shard) = &shard {
+                            shard.rows().insert(*key, (*memory, *ord));
+                        }
+                    }
+                }
+                max_slot = max_slot.max(v.slot);
+                spaces.insert(s.space_id, v);
+            }
+            if let Some(shard) = &shard {
+                shard.next_key.fetch_max(next_seq, Ordering::Relaxed);
+                if !rebuild {
+                    self.shards
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(dim, shard.clone());
+                }
+            }
+        }
+        self.next_slot.store(max_slot + 1, Ordering::Relaxed);
+        let n = spaces.len();
+        let mut map = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, mut v) in spaces {
+            if v.slot == 0 {
+                // A graph rebuilt from the saved vectors: new keys.
+                v.slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+                let memories: Vec<Uuid> = v.by_memory.keys().copied().collect();
+                let changes = memories
+                    .into_iter()
+                    .map(|m| {
+                        let rows = v.by_memory[&m].clone();
+                        let chunks = rows
+                            .iter()
+                            .map(|r| (v.rows[*r].1, v.data[r * v.dim..(r + 1) * v.dim].to_vec()))
+                            .collect();
+                        (m, Some(chunks))
+                    })
+                    .collect();
+                self.apply(&mut v, changes);
+            }
+            map.insert(id, Arc::new(RwLock::new(v)));
+        }
+        drop(map);
+        self.reopened = n;
+        Ok(n)
+    }
+
+    /// Writes every loaded space and the ANN graphs to the data directory (no-op without
+    /// one). Changes wait meanwhile; searches go on.
+    pub async fn save(&self) -> anyhow::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir)?;
+        let _still = self.changes.write().await;
+        let entries: Vec<(Uuid, Arc<RwLock<SpaceVectors>>)> = {
+            let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+            spaces.iter().map(|(k, v)| (*k, v.clone())).collect()
+        };
+        let mut guards = Vec::with_capacity(entries.len());
+        for (id, e) in entries {
+            let g = e.read_owned().await;
+            if g.loaded {
+                guards.push((id, g));
+            }
+        }
+        let shards: Vec<(usize, Arc<Shard>)> = {
+            let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+            shards.iter().map(|(d, s)| (*d, s.clone())).collect()
+        };
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let saved: Vec<SavedSpace> = guards
+                .iter()
+                .map(|(id, g)| {
+                    let mut keys = vec![0u64; g.rows.len()];
+                    for (memory, rows) in &g.by_memory {
+                        if let Some(ks) = g.keys.get(memory) {
+                            for (row, key) in rows.iter().zip(ks) {
+                                keys[*row] = *key;
+                            }
+                        }
+                    }
+                    SavedSpace {
+                        space_id: *id,
+                        version: g.version,
+                        dim: g.dim as u32,
+                        rows: g
+                            .rows
+                            .iter()
+                            .zip(keys)
+                            .map(|((m, o), k)| (*m, *o, k))
+                            .collect(),
+                        data: g.data.clone(),
+                    }
+                })
+                .collect();
+            for (dim, shard) in &shards {
+                shard.ann.save(&dir.join(ann_file(*dim)))?;
+            }
+            index_file::write(&dir.join(VECTORS_FILE), &saved)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("index save: {e}"))?
+    }
+
     fn entry(&self, space_id: Uuid) -> Arc<RwLock<SpaceVectors>> {
         let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
         spaces.entry(space_id).or_default().clone()
+    }
+
+    fn shard(&self, dim: usize, create: bool) -> Option<Arc<Shard>> {
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shards.get(&dim) {
+            return Some(s.clone());
+        }
+        if !create || dim == 0 {
+            return None;
+        }
+        match Hnsw::new(dim) {
+            Ok(ann) => {
+                let shard = Arc::new(Shard {
+                    ann: Box::new(ann),
+                    rows: Mutex::default(),
+                    next_key: AtomicU64::new(0),
+                });
+                shards.insert(dim, shard.clone());
+                Some(shard)
+            }
+            Err(e) => {
+                tracing::warn!(dim, error = %e, "no ANN index: searches scan exactly");
+                None
+            }
+        }
+    }
+
+    /// Replaces (`Some`) or removes (`None`) memories of a space, in its exact store and in
+    /// the ANN index of its dimension.
+    fn apply(&self, s: &mut SpaceVectors, changes: Vec<(Uuid, Option<MemoryVectors>)>) {
+        let mut stale: Vec<u64> = Vec::new();
+        let mut fresh: Vec<Uuid> = Vec::new();
+        for (id, chunks) in changes {
+            stale.extend(s.keys.remove(&id).unwrap_or_default());
+            match chunks {
+                Some(chunks) => {
+                    s.put(id, chunks);
+                    fresh.push(id);
+                }
+                None => s.remove_memory(&id),
+            }
+        }
+        let Some(shard) = self.shard(s.dim, !fresh.is_empty()) else {
+            return;
+        };
+        if !stale.is_empty() {
+            shard.ann.remove(&stale);
+            let mut rows = shard.rows();
+            for k in &stale {
+                rows.remove(k);
+            }
+        }
+        let slot = u64::from(s.slot) << SLOT_SHIFT;
+        let mut added: Vec<(u64, usize)> = Vec::new();
+        {
+            let mut rows = shard.rows();
+            for id in fresh {
+                let Some(memory_rows) = s.by_memory.get(&id) else {
+                    continue;
+                };
+                let mut keys = Vec::with_capacity(memory_rows.len());
+                for row in memory_rows {
+                    let key = slot | shard.next_key.fetch_add(1, Ordering::Relaxed);
+                    rows.insert(key, s.rows[*row]);
+                    keys.push(key);
+                    added.push((key, *row));
+                }
+                s.keys.insert(id, keys);
+            }
+        }
+        let vectors: Vec<(u64, &[f32])> = added
+            .iter()
+            .map(|(key, row)| (*key, &s.data[row * s.dim..(row + 1) * s.dim]))
+            .collect();
+        if let Err(e) = shard.ann.add(&vectors) {
+            tracing::warn!(error = %e, "ANN add failed: the space is searched exactly");
+        }
+    }
+
+    /// Drops a space's load from the ANN index (its slot is never used again).
+    fn purge(&self, s: &mut SpaceVectors) {
+        let keys: Vec<u64> = s.keys.drain().flat_map(|(_, k)| k).collect();
+        if let Some(shard) = self.shard(s.dim, false) {
+            shard.ann.remove(&keys);
+            let mut rows = shard.rows();
+            for k in &keys {
+                rows.remove(k);
+            }
+        }
     }
 
     /// Makes the space's vectors complete up to `db_version` (the space's `vector_version`
@@ -154,23 +545,100 @@ impl VectorIndex {
         let entry = self.entry(space_id);
         let current = {
             let g = entry.read().await;
-            g.loaded && g.version >= db_version
+            g.loaded && !g.unverified && g.version >= db_version
         };
         if current {
             return Ok(entry);
         }
+        let _change = self.changes.read().await;
         let mut guard = entry.write().await;
-        if !guard.loaded {
+        if guard.unverified {
+            self.reconcile(db, space_id, &mut guard).await?;
+        }
+        if guard.loaded && guard.version >= db_version {
+            return Ok(entry.clone());
+        }
+        let since = guard.loaded.then_some(guard.version);
+        let mut query = chunk::Entity::find()
+            .select_only()
+            .column(chunk::Column::MemoryId)
+            .column(chunk::Column::Ord)
+            .column(chunk::Column::Embedding)
+            .filter(chunk::Column::SpaceId.eq(space_id));
+        if let Some(since) = since {
+            query = query.filter(
+                chunk::Column::MemoryId.in_subquery(
+                    Query::select()
+                        .column(memory::Column::Id)
+                        .from(memory::Entity)
+                        .and_where(memory::Column::SpaceId.eq(space_id))
+                        .and_where(memory::Column::IndexSeq.gt(since))
+                        .to_owned(),
+                ),
+            );
+        }
+        let rows: Vec<(Uuid, i32, Vec<u8>)> = query.into_tuple().all(db).await?;
+        let mut grouped: HashMap<Uuid, MemoryVectors> = HashMap::new();
+        for (memory_id, ord, bytes) in rows {
+            grouped
+                .entry(memory_id)
+                .or_default()
+                .push((ord, from_bytes(&bytes)));
+        }
+        let changes = grouped.into_iter().map(|(id, c)| (id, Some(c))).collect();
+        if since.is_none() {
+            self.purge(&mut guard);
+            *guard = SpaceVectors {
+                slot: self.next_slot.fetch_add(1, Ordering::Relaxed),
+                ..SpaceVectors::default()
+            };
+        }
+        self.apply(&mut guard, changes);
+        guard.loaded = true;
+        guard.version = db_version;
+        drop(guard);
+        Ok(entry)
+    }
+
+    /// Drift check of a reopened space: memories the database no longer has leave, memories
+    /// it has that the file lacks are loaded (whatever their version).
+    async fn reconcile(
+        &self,
+        db: &impl ConnectionTrait,
+        space_id: Uuid,
+        s: &mut SpaceVectors,
+    ) -> AppResult<()> {
+        let in_db: HashSet<Uuid> = memory::Entity::find()
+            .select_only()
+            .column(memory::Column::Id)
+            .filter(memory::Column::SpaceId.eq(space_id))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let gone: Vec<(Uuid, Option<MemoryVectors>)> = s
+            .by_memory
+            .keys()
+            .filter(|id| !in_db.contains(id))
+            .map(|id| (*id, None))
+            .collect();
+        let missing: Vec<Uuid> = in_db
+            .iter()
+            .filter(|id| !s.by_memory.contains_key(id))
+            .copied()
+            .collect();
+        let mut changes = gone;
+        for part in missing.chunks(500) {
             let rows: Vec<(Uuid, i32, Vec<u8>)> = chunk::Entity::find()
                 .select_only()
                 .column(chunk::Column::MemoryId)
                 .column(chunk::Column::Ord)
                 .column(chunk::Column::Embedding)
-                .filter(chunk::Column::SpaceId.eq(space_id))
+                .filter(chunk::Column::MemoryId.is_in(part.iter().copied()))
                 .into_tuple()
                 .all(db)
                 .await?;
-            guard.clear();
             let mut grouped: HashMap<Uuid, MemoryVectors> = HashMap::new();
             for (memory_id, ord, bytes) in rows {
                 grouped
@@ -178,50 +646,17 @@ impl VectorIndex {
                     .or_default()
                     .push((ord, from_bytes(&bytes)));
             }
-            for (id, chunks) in grouped {
-                guard.put(id, chunks);
-            }
-            guard.loaded = true;
-            guard.version = db_version;
-        } else if guard.version < db_version {
-            let since = guard.version;
-            let rows: Vec<(Uuid, i32, Vec<u8>)> = chunk::Entity::find()
-                .select_only()
-                .column(chunk::Column::MemoryId)
-                .column(chunk::Column::Ord)
-                .column(chunk::Column::Embedding)
-                .filter(chunk::Column::SpaceId.eq(space_id))
-                .filter(
-                    chunk::Column::MemoryId.in_subquery(
-                        Query::select()
-                            .column(memory::Column::Id)
-                            .from(memory::Entity)
-                            .and_where(memory::Column::SpaceId.eq(space_id))
-                            .and_where(memory::Column::IndexSeq.gt(since))
-                            .to_owned(),
-                    ),
-                )
-                .into_tuple()
-                .all(db)
-                .await?;
-            let mut fresh: HashMap<Uuid, MemoryVectors> = HashMap::new();
-            for (memory_id, ord, bytes) in rows {
-                fresh
-                    .entry(memory_id)
-                    .or_default()
-                    .push((ord, from_bytes(&bytes)));
-            }
-            for (id, chunks) in fresh {
-                guard.put(id, chunks);
-            }
-            guard.version = db_version;
+            changes.extend(grouped.into_iter().map(|(id, c)| (id, Some(c))));
         }
-        drop(guard);
-        Ok(entry)
+        if !changes.is_empty() {
+            tracing::info!(space = %space_id, changes = changes.len(), "vector index drift repaired");
+        }
+        self.apply(s, changes);
+        s.unverified = false;
+        Ok(())
     }
 
-    /// The `top` memories of a space closest to `query` (a unit vector), best first. The
-    /// scan runs on the blocking pool so a large space never stalls the async runtime.
+    /// The `top` memories of a space closest to `query` (a unit vector), best first.
     pub async fn search(
         &self,
         db: &impl ConnectionTrait,
@@ -230,31 +665,61 @@ impl VectorIndex {
         query: &[f32],
         top: usize,
     ) -> AppResult<Vec<VectorHit>> {
-        let entry = self.ensure_current(db, space_id, db_version).await?;
-        let guard = entry.read_owned().await;
-        if guard.rows.len() < 4096 {
-            return Ok(guard.top(query, top));
+        let scope = [ScopeEntry {
+            space_id,
+            version: db_version,
+        }];
+        self.search_scope(db, &scope, query, top).await
+    }
+
+    /// The `top` memories of all of `scope`'s spaces (of one embedder) closest to `query`, best
+    /// first: one exact scan or one filtered ANN query, as [`plan`] decides. Large scans run on
+    /// the blocking pool so they never stall the async runtime.
+    pub async fn search_scope(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: &[ScopeEntry],
+        query: &[f32],
+        top: usize,
+    ) -> AppResult<Vec<VectorHit>> {
+        // Read locks in space order: two searches never wait on each other in a cycle.
+        let mut ordered: Vec<&ScopeEntry> = scope.iter().collect();
+        ordered.sort_by_key(|s| s.space_id);
+        ordered.dedup_by_key(|s| s.space_id);
+        let mut guards: Vec<Guard> = Vec::with_capacity(ordered.len());
+        for s in ordered {
+            let entry = self.ensure_current(db, s.space_id, s.version).await?;
+            guards.push(entry.read_owned().await);
         }
+        let total: usize = guards.iter().map(|g| g.rows.len()).sum();
+        let shard = self.shard(query.len(), false);
+        let index_rows = shard.as_ref().map_or(0, |s| s.ann.len());
+        let chosen = plan(total, index_rows, self.exact_max);
         let query = query.to_vec();
-        tokio::task::spawn_blocking(move || guard.top(&query, top))
+        let run = move || match (chosen, shard) {
+            (Plan::Ann, Some(shard)) => ann_top(&shard, &guards, &query, top, total),
+            _ => exact_top(&guards, &query, top),
+        };
+        if total < 4096 {
+            return Ok(run());
+        }
+        tokio::task::spawn_blocking(run)
             .await
-            .map_err(|e| {
-                memspace_core::error::AppError::Internal(anyhow::anyhow!("vector scan: {e}"))
-            })
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("vector search: {e}")))
     }
 
     /// Records the chunks of memories written by this process in the write that took the
     /// space to `version` (after it committed). Out-of-order or missed versions are left to the
     /// catch-up of the next search.
     pub async fn upsert(&self, space_id: Uuid, version: i64, memories: Vec<(Uuid, MemoryVectors)>) {
+        let _change = self.changes.read().await;
         let entry = self.entry(space_id);
         let mut guard = entry.write().await;
         if !guard.loaded {
             return; // the next search loads everything from the database
         }
-        for (memory_id, chunks) in memories {
-            guard.put(memory_id, chunks);
-        }
+        let changes = memories.into_iter().map(|(id, c)| (id, Some(c))).collect();
+        self.apply(&mut guard, changes);
         if version == guard.version + 1 {
             guard.version = version;
         }
@@ -262,24 +727,110 @@ impl VectorIndex {
 
     /// Forgets deleted memories (after their transaction committed).
     pub async fn remove(&self, space_id: Uuid, memory_ids: &[Uuid]) {
+        let _change = self.changes.read().await;
         let entry = self.entry(space_id);
         let mut guard = entry.write().await;
-        for id in memory_ids {
-            guard.remove_memory(id);
-        }
+        let changes = memory_ids.iter().map(|id| (*id, None)).collect();
+        self.apply(&mut guard, changes);
     }
 
     /// Drops a space's vectors (purged space, or a cache that may be stale).
     pub fn forget_space(&self, space_id: Uuid) {
-        let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
-        spaces.remove(&space_id);
+        let removed = {
+            let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+            spaces.remove(&space_id)
+        };
+        // Best effort: a load still in use keeps its ANN rows until then, but its slot is
+        // never in a scope again.
+        if let Some(entry) = removed {
+            if let Ok(mut g) = entry.try_write() {
+                self.purge(&mut g);
+            }
+        }
     }
 
-    /// Drops every space's vectors; they reload from the database on the next search.
+    /// Drops every space's vectors and the ANN indexes; they reload from the database on the
+    /// next search.
     pub fn forget_all(&self) {
         let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
         spaces.clear();
+        self.shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
+}
+
+/// The best hit of each memory, best first, at most `top`.
+fn best_per_memory(mut scored: Vec<VectorHit>, top: usize) -> Vec<VectorHit> {
+    scored.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.memory_id.cmp(&b.memory_id))
+            .then(a.ord.cmp(&b.ord))
+    });
+    let mut seen = HashSet::new();
+    scored.retain(|h| seen.insert(h.memory_id));
+    scored.truncate(top);
+    scored
+}
+
+fn exact_top(guards: &[Guard], query: &[f32], top: usize) -> Vec<VectorHit> {
+    best_per_memory(guards.iter().flat_map(|g| g.top(query, top)).collect(), top)
+}
+
+/// One filtered ANN query over the scope's slots; candidates rescored in f32. Falls back to
+/// the exact scan when the walk came back short of what the scope holds.
+fn ann_top(
+    shard: &Shard,
+    guards: &[Guard],
+    query: &[f32],
+    top: usize,
+    total: usize,
+) -> Vec<VectorHit> {
+    let by_slot: HashMap<u32, &Guard> = guards.iter().map(|g| (g.slot, g)).collect();
+    let max_slot = by_slot.keys().copied().max().unwrap_or(0) as usize;
+    let mut allowed = vec![false; max_slot + 1];
+    for slot in by_slot.keys() {
+        allowed[*slot as usize] = true;
+    }
+    let accept = |key: u64| {
+        allowed
+            .get((key >> SLOT_SHIFT) as usize)
+            .copied()
+            .unwrap_or(false)
+    };
+    // Several chunks of one memory may come back: ask for enough rows.
+    let wanted = (top * 4 + 16).min(total);
+    let found = match shard.ann.search(query, wanted, &accept) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "ANN search failed: scanning exactly");
+            return exact_top(guards, query, top);
+        }
+    };
+    let scored: Vec<VectorHit> = {
+        let rows = shard.rows();
+        found
+            .iter()
+            .filter_map(|(key, _)| {
+                let (memory_id, ord) = *rows.get(key)?;
+                let g = by_slot.get(&((key >> SLOT_SHIFT) as u32))?;
+                let score = g.score(&memory_id, ord, query)?;
+                Some(VectorHit {
+                    memory_id,
+                    ord,
+                    score,
+                })
+            })
+            .collect()
+    };
+    let hits = best_per_memory(scored, top);
+    let memories: usize = guards.iter().map(|g| g.by_memory.len()).sum();
+    if hits.len() < top.min(memories) {
+        return exact_top(guards, query, top);
+    }
+    hits
 }
 
 #[cfg(test)]
@@ -325,5 +876,157 @@ mod tests {
         let hits = s.top(&unit(0), 5);
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].ord, 1);
+    }
+
+    fn random_unit(seed: u64, dim: usize) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut v: Vec<f32> = (0..dim)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        crate::embedder::normalize(&mut v);
+        v
+    }
+
+    /// Installs a space's memories as a load from the database would.
+    async fn install(index: &VectorIndex, space: Uuid, memories: Vec<(Uuid, MemoryVectors)>) {
+        let entry = index.entry(space);
+        let mut g = entry.write().await;
+        g.slot = index.next_slot.fetch_add(1, Ordering::Relaxed);
+        g.loaded = true;
+        index.apply(
+            &mut g,
+            memories.into_iter().map(|(id, c)| (id, Some(c))).collect(),
+        );
+    }
+
+    /// `spaces` spaces of `per_space` memories with two chunks each, in two indexes: one
+    /// that always scans exactly and one that always asks the ANN index.
+    async fn corpus(
+        spaces: usize,
+        per_space: usize,
+        dim: usize,
+    ) -> (VectorIndex, VectorIndex, Vec<(Uuid, Vec<Uuid>)>) {
+        let exact = VectorIndex::with_exact_max(usize::MAX);
+        let ann = VectorIndex::with_exact_max(0);
+        let mut layout = Vec::new();
+        let mut seed = 0;
+        for _ in 0..spaces {
+            let space = Uuid::now_v7();
+            let mut memories = Vec::new();
+            for _ in 0..per_space {
+                seed += 2;
+                memories.push((
+                    Uuid::now_v7(),
+                    vec![(0, random_unit(seed, dim)), (1, random_unit(seed + 1, dim))],
+                ));
+            }
+            install(&exact, space, memories.clone()).await;
+            install(&ann, space, memories.clone()).await;
+            layout.push((space, memories.into_iter().map(|(id, _)| id).collect()));
+        }
+        (exact, ann, layout)
+    }
+
+    fn scope_of(spaces: &[Uuid]) -> Vec<ScopeEntry> {
+        spaces
+            .iter()
+            .map(|s| ScopeEntry {
+                space_id: *s,
+                version: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_planner_scans_small_or_selective_scopes_and_asks_the_ann_index_otherwise() {
+        assert_eq!(plan(500, 0, EXACT_MAX), Plan::Exact);
+        assert_eq!(plan(EXACT_MAX, 1_000_000, EXACT_MAX), Plan::Exact);
+        assert_eq!(plan(100_000, 120_000, EXACT_MAX), Plan::Ann);
+        assert_eq!(plan(1_000_000, 1_000_000, EXACT_MAX), Plan::Ann);
+        assert_eq!(
+            plan(30_000, 1_000_000, EXACT_MAX),
+            Plan::Exact,
+            "3%: selective"
+        );
+        assert_eq!(
+            plan(300_000, 10_000_000, EXACT_MAX),
+            Plan::Ann,
+            "too big to scan"
+        );
+        assert_eq!(plan(100_000, 0, EXACT_MAX), Plan::Exact, "no ANN index yet");
+    }
+
+    #[tokio::test]
+    async fn exact_and_ann_plans_return_the_same_top_results_on_a_small_corpus() {
+        let (exact, ann, layout) = corpus(3, 1000, 32).await;
+        let db = sea_orm::DatabaseConnection::default();
+        let scope = scope_of(&layout.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+        let (mut same, mut total) = (0, 0);
+        for q in 0..30 {
+            let query = random_unit(1_000_000 + q, 32);
+            let want = exact.search_scope(&db, &scope, &query, 10).await.unwrap();
+            let got = ann.search_scope(&db, &scope, &query, 10).await.unwrap();
+            assert_eq!(want.len(), 10);
+            assert_eq!(
+                got[0], want[0],
+                "the best hit, with its f32 score and chunk"
+            );
+            let want_ids: HashSet<Uuid> = want.iter().map(|h| h.memory_id).collect();
+            same += got
+                .iter()
+                .filter(|h| want_ids.contains(&h.memory_id))
+                .count();
+            total += want.len();
+        }
+        let recall = same as f64 / total as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+    }
+
+    #[tokio::test]
+    async fn a_filtered_ann_query_never_returns_a_memory_outside_its_scope() {
+        let (_, ann, layout) = corpus(5, 600, 16).await;
+        let db = sea_orm::DatabaseConnection::default();
+        let inside: Vec<Uuid> = vec![layout[1].0, layout[3].0];
+        let allowed: HashSet<Uuid> = layout
+            .iter()
+            .filter(|(s, _)| inside.contains(s))
+            .flat_map(|(_, ms)| ms.iter().copied())
+            .collect();
+        let scope = scope_of(&inside);
+        for q in 0..50 {
+            let hits = ann
+                .search_scope(&db, &scope, &random_unit(7_000 + q, 16), 20)
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 20);
+            assert!(hits.iter().all(|h| allowed.contains(&h.memory_id)));
+        }
+    }
+
+    #[tokio::test]
+    async fn removed_and_replaced_memories_leave_the_ann_index() {
+        let (_, ann, layout) = corpus(1, 300, 16).await;
+        let db = sea_orm::DatabaseConnection::default();
+        let (space, memories) = &layout[0];
+        let scope = scope_of(&[*space]);
+        let target = memories[42];
+        let probe = random_unit(9_999, 16);
+        ann.upsert(*space, 1, vec![(target, vec![(0, probe.clone())])])
+            .await;
+        let hits = ann.search_scope(&db, &scope, &probe, 5).await.unwrap();
+        assert_eq!(hits[0].memory_id, target);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
+
+        ann.remove(*space, &[target]).await;
+        let hits = ann.search_scope(&db, &scope, &probe, 5).await.unwrap();
+        assert!(hits.iter().all(|h| h.memory_id != target));
+        let shard = ann.shard(16, false).unwrap();
+        assert_eq!(shard.ann.len(), 299 * 2);
+        assert_eq!(shard.rows().len(), 299 * 2);
     }
 }

@@ -15,6 +15,7 @@ use crate::loaders::{
 use memspace_core::error::AppError;
 use memspace_core::principal::Principal;
 use memspace_domain::db::Db;
+use memspace_domain::search::Recall;
 use memspace_engine::vector_index::VectorIndex;
 
 /// Per-request DataLoaders (never shared between requests: their caches are per caller).
@@ -100,6 +101,7 @@ fn cached<L: async_graphql::dataloader::Loader<Uuid>>(loader: L) -> DataLoader<L
 pub trait Ctx {
     fn db(&self) -> &Db;
     fn index(&self) -> &VectorIndex;
+    fn recall(&self) -> &Recall;
     fn principal(&self) -> Result<&Principal, AppError>;
     fn loaders(&self) -> Result<Arc<Loaders>, AppError>;
 }
@@ -113,6 +115,10 @@ impl Ctx for Context<'_> {
 
     fn index(&self) -> &VectorIndex {
         self.data_unchecked::<Arc<VectorIndex>>()
+    }
+
+    fn recall(&self) -> &Recall {
+        self.data_unchecked::<Recall>()
     }
 
     fn principal(&self) -> Result<&Principal, AppError> {

@@ -11,6 +11,7 @@ use crate::search::SearchQuery;
 use crate::spaces::{SpaceMutation, SpaceQuery};
 use crate::workspaces::{WorkspaceMutation, WorkspaceQuery};
 use memspace_domain::db::Db;
+use memspace_domain::search::Recall;
 use memspace_engine::vector_index::VectorIndex;
 
 #[derive(MergedObject, Default)]
@@ -36,15 +37,15 @@ pub type Subscription = crate::memories::subscription::MemorySubscription;
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema. `db` is `None` for SDL export, which needs no data.
-pub fn build(db: Option<(Db, Arc<VectorIndex>)>) -> AppSchema {
+pub fn build(db: Option<(Db, Arc<VectorIndex>, Recall)>) -> AppSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
     .extension(crate::field_errors::FieldErrors);
-    if let Some((db, index)) = db {
-        builder = builder.data(db).data(index);
+    if let Some((db, index, recall)) = db {
+        builder = builder.data(db).data(index).data(recall);
     }
     builder.finish()
 }

@@ -101,7 +101,7 @@ impl SearchQuery {
             limit: input.limit,
             min_score: input.min_score,
         };
-        let hits = service::search(ctx.db(), ctx.index(), p, req).await?;
+        let hits = service::search(ctx.db(), ctx.index(), ctx.recall(), p, req).await?;
         let models: Vec<entity::memory::Model> = hits.iter().map(|h| h.memory.clone()).collect();
         crate::memories::prefetch_memories(ctx, ctx.look_ahead().field("memory"), &models).await?;
         Ok(hits

@@ -64,8 +64,10 @@ impl Memory {
         self.0.confidence
     }
     /// How many times a search returned this memory.
-    async fn recall_count(&self) -> i32 {
-        self.0.recall_count
+    async fn recall_count(&self, ctx: &Context<'_>) -> i32 {
+        // Counts are flushed to the database in batches; add the ones still pending here.
+        let pending = ctx.recall().pending_recalls(self.0.id);
+        (i64::from(self.0.recall_count) + pending).min(i64::from(i32::MAX)) as i32
     }
     /// The user or agent that wrote it; null when written with a space token.
     async fn author(&self, ctx: &Context<'_>) -> Result<Option<PrincipalObject>> {

@@ -322,8 +322,10 @@ impl Space {
     }
     /// When a memory was last written or searched in this space (searches record it at most
     /// once a second).
-    async fn last_activity_at(&self) -> Option<DateTime<Utc>> {
-        self.model.last_activity_at
+    async fn last_activity_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        // Search activity is flushed to the database in batches; the pending one may be later.
+        let pending = ctx.recall().pending_activity(self.model.id);
+        self.model.last_activity_at.max(pending)
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.model.created_at

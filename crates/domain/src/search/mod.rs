@@ -1,0 +1,198 @@
+//! `searchMemories`, in phases: validate -> [`scope`] (the spaces the caller can read, plus
+//! their readable linked spaces) -> [`rank`] (keyword and semantic rankings) -> filter (the
+//! memory filters and expiry in one SQL over the candidates, then fusion) -> chunks (each
+//! hit's best chunk) -> [`recall`] (counters, activity and audit, off the request path).
+pub mod rank;
+pub mod recall;
+pub mod scope;
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::memories::service::{self as memories, MemoryFilter};
+use entity::{chunk, memory};
+use memspace_core::error::{AppError, AppResult};
+use memspace_core::principal::Principal;
+pub use memspace_core::vocab::SearchMode;
+use memspace_engine::embedder::words;
+use memspace_engine::fusion::rrf;
+use memspace_engine::vector_index::VectorIndex;
+use rank::Rankings;
+pub use recall::Recall;
+
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    pub query: String,
+    pub space_ids: Option<Vec<Uuid>>,
+    pub mode: SearchMode,
+    pub filter: MemoryFilter,
+    pub limit: i32,
+    pub min_score: Option<f64>,
+}
+
+pub struct Hit {
+    pub memory: memory::Model,
+    pub score: f64,
+    pub chunk: String,
+}
+
+pub const MAX_LIMIT: i32 = 100;
+const MAX_QUERY_CHARS: usize = 4096;
+
+/// A memory that passed the filters, its score, and its best chunk's ordinal when the semantic
+/// ranking found it.
+struct Found {
+    memory: memory::Model,
+    score: f64,
+    ord: Option<i32>,
+}
+
+pub async fn search(
+    db: &Db,
+    index: &VectorIndex,
+    recall: &Recall,
+    principal: &Principal,
+    req: SearchRequest,
+) -> AppResult<Vec<Hit>> {
+    let query = validate(&req)?;
+    let scope = scope::resolve(&db.read, principal, req.space_ids.as_deref()).await?;
+    if scope.spaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limit = req.limit as usize;
+    // Candidates per ranking: more than the limit, so filters and fusion have room.
+    let depth = (limit * 5).max(50);
+    let rankings = rank::rank(db, index, &scope, &query, req.mode, depth).await?;
+    let found = filter(db, rankings, &req, limit).await?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hits = chunks(db, &query, found).await?;
+
+    let ids: Vec<Uuid> = hits.iter().map(|h| h.memory.id).collect();
+    let hit_spaces: HashSet<Uuid> = hits.iter().map(|h| h.memory.space_id).collect();
+    let spaces: Vec<(Uuid, Uuid)> = scope
+        .spaces
+        .iter()
+        .filter(|s| hit_spaces.contains(&s.id))
+        .map(|s| (s.id, s.organization_id))
+        .collect();
+    recall.record(principal, &ids, &spaces).await?;
+    Ok(hits)
+}
+
+/// The query, trimmed, once the request is known to be well-formed.
+fn validate(req: &SearchRequest) -> AppResult<String> {
+    memspace_core::validate::no_nul("query", &req.query)?;
+    let query = req.query.trim().to_string();
+    if query.is_empty() {
+        return Err(AppError::validation("query", "must not be blank"));
+    }
+    if query.chars().count() > MAX_QUERY_CHARS {
+        return Err(AppError::validation(
+            "query",
+            format!("must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    if !(1..=MAX_LIMIT).contains(&req.limit) {
+        return Err(AppError::invalid_argument(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if req.min_score.is_some_and(|s| !s.is_finite()) {
+        return Err(AppError::validation("minScore", "must be a finite number"));
+    }
+    Ok(query)
+}
+
+/// Filters (and expiry) in one SQL over the candidates of both rankings, then the mode's
+/// ranking of what passed, `minScore`, and the limit.
+async fn filter(
+    db: &Db,
+    rankings: Rankings,
+    req: &SearchRequest,
+    limit: usize,
+) -> AppResult<Vec<Found>> {
+    let candidates: Vec<Uuid> = rankings
+        .keyword
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(rankings.semantic.iter().map(|(id, _, _)| *id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut passed: HashMap<Uuid, memory::Model> =
+        memories::matching(&db.read, &candidates, &req.filter)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+    let keyword: Vec<(Uuid, f64)> = rankings
+        .keyword
+        .into_iter()
+        .filter(|(id, _)| passed.contains_key(id))
+        .collect();
+    let semantic: Vec<(Uuid, f64, i32)> = rankings
+        .semantic
+        .into_iter()
+        .filter(|(id, _, _)| passed.contains_key(id))
+        .collect();
+    let best_ord: HashMap<Uuid, i32> = semantic.iter().map(|(id, _, o)| (*id, *o)).collect();
+    let ranked: Vec<(Uuid, f64)> = match req.mode {
+        SearchMode::Keyword => keyword,
+        SearchMode::Semantic => semantic.iter().map(|(id, s, _)| (*id, *s)).collect(),
+        SearchMode::Hybrid => rrf(&[
+            keyword.iter().map(|(id, _)| *id).collect(),
+            semantic.iter().map(|(id, _, _)| *id).collect(),
+        ]),
+    };
+    Ok(ranked
+        .into_iter()
+        .filter(|(_, s)| req.min_score.is_none_or(|min| *s >= min))
+        .take(limit)
+        .filter_map(|(id, score)| {
+            passed.remove(&id).map(|memory| Found {
+                memory,
+                score,
+                ord: best_ord.get(&id).copied(),
+            })
+        })
+        .collect())
+}
+
+/// Each hit with its best chunk: the one the semantic ranking scored, or for a keyword-only
+/// hit the chunk sharing most query terms.
+async fn chunks(db: &Db, query: &str, found: Vec<Found>) -> AppResult<Vec<Hit>> {
+    let ids: Vec<Uuid> = found.iter().map(|f| f.memory.id).collect();
+    let chunks = chunk::Entity::find()
+        .filter(chunk::Column::MemoryId.is_in(ids))
+        .order_by_asc(chunk::Column::Ord)
+        .all(&db.read)
+        .await?;
+    let terms: HashSet<String> = words(query).collect();
+    Ok(found
+        .into_iter()
+        .map(|f| {
+            let mine: Vec<&chunk::Model> = chunks
+                .iter()
+                .filter(|c| c.memory_id == f.memory.id)
+                .collect();
+            let text = match f.ord {
+                Some(ord) => mine.iter().find(|c| c.ord == ord).map(|c| c.text.clone()),
+                None => mine
+                    .iter()
+                    .max_by_key(|c| (words(&c.text).filter(|w| terms.contains(w)).count(), -c.ord))
+                    .map(|c| c.text.clone()),
+            };
+            Hit {
+                chunk: text.unwrap_or_else(|| f.memory.content.clone()),
+                memory: f.memory,
+                score: f.score,
+            }
+        })
+        .collect())
+}

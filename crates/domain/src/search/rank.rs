@@ -1,0 +1,101 @@
+//! Rank: the keyword and semantic rankings of the scope, deeper than the limit so that the
+//! filters and the fusion have room.
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::scope::Scope;
+use crate::db::Db;
+use memspace_core::error::{AppError, AppResult};
+use memspace_core::vocab::SearchMode;
+use memspace_engine::embedder::EmbedError;
+use memspace_engine::keyword::{self, Spaces};
+use memspace_engine::vector_index::{ScopeEntry, VectorIndex};
+
+/// Both rankings, best first: keyword (id, score) and semantic (id, cosine, best chunk ord).
+pub struct Rankings {
+    pub keyword: Vec<(Uuid, f64)>,
+    pub semantic: Vec<(Uuid, f64, i32)>,
+}
+
+pub async fn rank(
+    db: &Db,
+    index: &VectorIndex,
+    scope: &Scope,
+    query: &str,
+    mode: SearchMode,
+    depth: usize,
+) -> AppResult<Rankings> {
+    let keyword = if mode != SearchMode::Semantic {
+        let ids = scope.ids();
+        let spaces = match &scope.visible {
+            Some(q) => Spaces::Select(Box::new(q.clone())),
+            None => Spaces::Ids(&ids),
+        };
+        keyword::search(&db.read, query, spaces, depth as u64).await?
+    } else {
+        Vec::new()
+    };
+    let semantic = if mode != SearchMode::Keyword {
+        semantic(db, index, scope, query, mode, depth).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Rankings { keyword, semantic })
+}
+
+/// The query is embedded once per distinct embedder, and each embedder's spaces are searched
+/// in one index query. A space whose embedder cannot answer now is left out of the semantic
+/// ranking (HYBRID still has its keyword half); a SEMANTIC search fails only when no space it
+/// covers could be ranked at all.
+async fn semantic(
+    db: &Db,
+    index: &VectorIndex,
+    scope: &Scope,
+    query: &str,
+    mode: SearchMode,
+    depth: usize,
+) -> AppResult<Vec<(Uuid, f64, i32)>> {
+    let mut by_embedder: HashMap<&str, Vec<ScopeEntry>> = HashMap::new();
+    for s in &scope.spaces {
+        by_embedder
+            .entry(s.embedder.as_str())
+            .or_default()
+            .push(ScopeEntry {
+                space_id: s.id,
+                version: s.vector_version,
+            });
+    }
+    let mut names: Vec<&str> = by_embedder.keys().copied().collect();
+    names.sort_unstable();
+    let mut failed: Option<(&str, EmbedError)> = None;
+    let mut ranked: Vec<(Uuid, f64, i32)> = Vec::new();
+    let mut embedded = 0;
+    for name in names {
+        let qv = match db.embedders.embed(name, vec![query.to_string()]).await {
+            Ok(mut v) => v.pop().unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(embedder = %name, reason = %e.0, "query not embedded");
+                failed.get_or_insert((name, e));
+                continue;
+            }
+        };
+        embedded += 1;
+        let hits = index
+            .search_scope(&db.read, &by_embedder[name], &qv, depth)
+            .await?;
+        ranked.extend(
+            hits.into_iter()
+                .filter(|h| h.score > 0.0)
+                .map(|h| (h.memory_id, f64::from(h.score), h.ord)),
+        );
+    }
+    if embedded == 0 && mode == SearchMode::Semantic {
+        if let Some((name, e)) = failed {
+            return Err(AppError::embedder(name)(e));
+        }
+    }
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(depth);
+    Ok(ranked)
+}
