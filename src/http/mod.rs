@@ -25,11 +25,13 @@ pub mod graphiql;
 pub mod limits;
 pub mod metrics;
 pub mod state;
+pub mod trace;
 pub mod ws;
 
 pub use state::{AppState, ServerLimits};
 
 use gate::Reject;
+use trace::{new_trace_id, operation_name_of};
 use memspace_core::error::AppError;
 use memspace_domain::auth as keys;
 
@@ -261,25 +263,6 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
                 _ => true,
             }
     })
-}
-
-/// The name of a document's leading operation (`query Viewer { … }` → `Viewer`), for logs
-/// and metrics when the request carries no `operationName`.
-pub(crate) fn operation_name_of(query: &str) -> Option<String> {
-    let rest = query.trim_start();
-    let rest = ["query", "mutation", "subscription"]
-        .iter()
-        .find_map(|kw| rest.strip_prefix(kw))?;
-    let name: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (!name.is_empty()).then_some(name)
-}
-
-pub(crate) fn new_trace_id() -> String {
-    Uuid::now_v7().simple().to_string()
 }
 
 /// Whether the client asked for `application/graphql-response+json`.

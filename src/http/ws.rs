@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 
 use super::gate::{self, Reject};
 use super::state::AppState;
-use super::{new_trace_id, operation_name_of};
+use super::trace::{new_trace_id, operation_name_of};
 use memspace_core::error::AppError;
 use memspace_domain::auth as keys;
 use memspace_domain::events::BusMessage;

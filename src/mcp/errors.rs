@@ -41,9 +41,7 @@ pub fn rpc_error(err: &AppError, trace_id: &str) -> ErrorData {
     ErrorData::new(code, err.message(), Some(body(err, trace_id)))
 }
 
-pub fn new_trace_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
+pub use crate::http::trace::new_trace_id;
 
 #[cfg(test)]
 mod tests {

@@ -29,27 +29,24 @@ use rmcp::{tool_handler, RoleServer, ServerHandler};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::http::metrics::Metrics;
-use crate::http::{AppState, ServerLimits};
+use crate::http::state::{AppState, ServerLimits};
 use memspace_core::error::AppError;
 use memspace_core::principal::Principal;
 use memspace_domain::db::Db;
 use memspace_engine::vector_index::VectorIndex;
 
+mod caller;
 mod errors;
 mod prompts;
 mod resources;
 pub mod stdio;
 mod tools;
 mod views;
+mod uri;
 mod watch;
 
-/// Who is calling: resolved from the request's credential by the HTTP layer, per request.
-#[derive(Clone)]
-pub struct Caller {
-    pub principal: Principal,
-    /// The credential itself, so long-lived resource subscriptions can re-check it.
-    pub secret: Arc<str>,
-}
+pub use caller::Caller;
+use caller::caller;
 
 /// What every session's handler shares.
 #[derive(Clone)]
@@ -82,15 +79,6 @@ impl Memspace {
     fn db(&self) -> &Db {
         &self.shared.db
     }
-}
-
-/// The caller of a request, as attached by the HTTP layer.
-fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, AppError> {
-    ctx.extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Caller>())
-        .cloned()
-        .ok_or(AppError::Unauthenticated)
 }
 
 /// Records one MCP operation in the request metrics, as `mcp:<name>`.

@@ -5,7 +5,8 @@ use rmcp::model::{
     GetPromptResult, JsonObject, ListPromptsResult, Prompt, PromptArgument, PromptMessage, Role,
 };
 
-use super::{views, Caller};
+use super::caller::Caller;
+use super::views;
 use memspace_core::error::{AppError, AppResult};
 use memspace_domain::db::Db;
 use memspace_domain::search::{self, SearchRequest};

@@ -7,31 +7,21 @@ use rmcp::model::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{views, Caller};
+pub use super::uri::{space_of, uri_of};
+use super::caller::Caller;
+use super::views;
 use entity::memory;
 use memspace_core::error::{AppError, AppResult};
 use memspace_domain::db::Db;
 use memspace_domain::memories::service::{self as memories, MemoryFilter};
 use memspace_domain::spaces::service::{self as spaces, ListQuery, SpaceAccess};
 
-const PREFIX: &str = "memspace://spaces/";
 pub const TEMPLATE: &str = "memspace://spaces/{id}";
 const MIME: &str = "application/json";
 /// Memories shown in a space resource.
 const RECENT_IN_RESOURCE: i32 = 20;
 /// Resources per `resources/list` page.
 const LIST_PAGE: i32 = 100;
-
-pub fn uri_of(space_id: Uuid) -> String {
-    format!("{PREFIX}{space_id}")
-}
-
-/// The space a resource URI names; anything else is NOT_FOUND (no such resource).
-pub fn space_of(uri: &str) -> AppResult<Uuid> {
-    uri.strip_prefix(PREFIX)
-        .and_then(|id| Uuid::parse_str(id.trim_end_matches('/')).ok())
-        .ok_or_else(|| AppError::not_found("resource", uri))
-}
 
 /// A live space's newest memories (NOT_FOUND when it is not readable or deleted); the read is
 /// audited by the domain when it crosses organizations.

@@ -90,7 +90,7 @@ pub async fn spaces(db: &impl ConnectionTrait, rows: &[SpaceAccess]) -> AppResul
                 "agent_id": s.agent_id.map(|x| x.to_string()),
                 "embedder": s.embedder,
                 "duplicate_policy": s.duplicate_policy,
-                "uri": super::resources::uri_of(s.id),
+                "uri": super::uri::uri_of(s.id),
                 "last_activity_at": opt_time(&s.last_activity_at),
                 "created_at": time(&s.created_at),
                 "updated_at": time(&s.updated_at),

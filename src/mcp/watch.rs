@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::resources::uri_of;
+use super::uri::uri_of;
 use memspace_core::error::AppError;
 use memspace_core::principal::Principal;
 use memspace_domain::auth as keys;
