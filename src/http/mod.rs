@@ -31,9 +31,9 @@ pub mod ws;
 pub use state::{AppState, ServerLimits};
 
 use gate::Reject;
-use trace::{new_trace_id, operation_name_of};
 use memspace_core::error::AppError;
 use memspace_domain::auth as keys;
+use trace::{new_trace_id, operation_name_of};
 
 pub fn router(state: AppState) -> Router {
     let mcp = Router::new()

@@ -23,4 +23,3 @@ pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, AppError> {
         .cloned()
         .ok_or(AppError::Unauthenticated)
 }
-

@@ -41,12 +41,12 @@ mod prompts;
 mod resources;
 pub mod stdio;
 mod tools;
-mod views;
 mod uri;
+mod views;
 mod watch;
 
-pub use caller::Caller;
 use caller::caller;
+pub use caller::Caller;
 
 /// What every session's handler shares.
 #[derive(Clone)]

@@ -7,8 +7,8 @@ use rmcp::model::{
 use serde_json::json;
 use uuid::Uuid;
 
-pub use super::uri::{space_of, uri_of};
 use super::caller::Caller;
+pub use super::uri::{space_of, uri_of};
 use super::views;
 use entity::memory;
 use memspace_core::error::{AppError, AppResult};
