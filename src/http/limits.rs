@@ -1,7 +1,7 @@
 //! Query limits checked before execution: depth, complexity and aliases, with errors that name
 //! the limit and the measured value (QUERY_TOO_COMPLEX).
 //!
-//! Complexity is our own score: every field costs 1, and a field with a `first` argument
+//! Complexity is our own score: every field costs 1, and a field with a `first` (or `last`) argument
 //! multiplies what is selected under it by `first` *after clamping* it to [1, 1000] (default
 //! 50), so `first: 5000` never errors and a page of 1000 with its counts stays well inside the
 //! default limit. Introspection (all root fields `__…`) is exempt from depth and complexity so
@@ -172,8 +172,15 @@ impl Walker<'_> {
     fn multiplier(&self, field: &Field) -> usize {
         let name = field.name.node.as_str();
         let has = |arg: &str| field.arguments.iter().any(|(n, _)| n.node.as_str() == arg);
+        if has("last") {
+            return page_size(self.int_arg(field, "last")) as usize;
+        }
         if has("first") || CONNECTIONS.contains(&name) {
             return page_size(self.int_arg(field, "first")) as usize;
+        }
+        // `nodes(ids:)` (a connection's `nodes` shortcut has no `ids` and repeats nothing more).
+        if name == "nodes" && has("ids") {
+            return memspace_domain::nodes::MAX_NODE_IDS;
         }
         if let Some((_, default, max)) = LIMITED.iter().find(|(n, _, _)| *n == name) {
             return self

@@ -15,6 +15,7 @@ mod mcp;
 mod memories;
 mod quality;
 mod realtime;
+mod relay;
 mod replicas;
 mod response_shape;
 mod search;

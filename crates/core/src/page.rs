@@ -2,7 +2,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryTrait, Select};
+use sea_orm::sea_query::Condition;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryTrait, Select};
 
 use crate::error::{AppError, AppResult};
 
@@ -40,6 +41,104 @@ where
     statement.sql.push_str(" LIMIT ");
     statement.sql.push_str(&limit.to_string());
     M::find_by_statement(statement).all(db).await
+}
+
+/// Which page of an ordered list to read: Relay's `first`/`after` (forward) or `last`/`before`
+/// (backward, the end of the list first: a thread's or the audit log's newest entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageArgs<'a> {
+    /// Rows wanted, clamped like `first`.
+    pub limit: u64,
+    /// The cursor to start from, exclusive (`after` forward, `before` backward).
+    pub cursor: Option<&'a str>,
+    /// Read from the end: the query runs in the opposite order and the page is turned back.
+    pub backward: bool,
+}
+
+impl<'a> PageArgs<'a> {
+    /// `first`/`after` or `last`/`before`; mixing the two directions is INVALID_ARGUMENT (the
+    /// Relay specification discourages it and no client needs it).
+    pub fn new(
+        first: Option<i32>,
+        after: Option<&'a str>,
+        last: Option<i32>,
+        before: Option<&'a str>,
+    ) -> AppResult<PageArgs<'a>> {
+        let backward = last.is_some() || before.is_some();
+        if backward && (first.is_some() || after.is_some()) {
+            let field = if last.is_some() { "last" } else { "before" };
+            return Err(AppError::invalid_argument(
+                field,
+                "page forward with first/after or backward with last/before, not both",
+            ));
+        }
+        Ok(if backward {
+            PageArgs {
+                limit: page_size(last),
+                cursor: before,
+                backward,
+            }
+        } else {
+            PageArgs::forward(first, after)
+        })
+    }
+
+    pub fn forward(first: Option<i32>, after: Option<&'a str>) -> PageArgs<'a> {
+        PageArgs {
+            limit: page_size(first),
+            cursor: after,
+            backward: false,
+        }
+    }
+
+    /// The argument the cursor came in, for error messages.
+    pub fn cursor_field(&self) -> &'static str {
+        if self.backward {
+            "before"
+        } else {
+            "after"
+        }
+    }
+
+    /// Whether the SQL runs descending, for a list shown `descending`.
+    pub fn query_descending(&self, descending: bool) -> bool {
+        descending != self.backward
+    }
+}
+
+/// Rows strictly past `(value, id)` in a list ordered by `(col, id_col)` (keyset pagination):
+/// below it when the SQL runs `descending`, above it otherwise.
+pub fn keyset<C: ColumnTrait>(
+    col: C,
+    value: impl Into<sea_orm::Value>,
+    id_col: C,
+    id: uuid::Uuid,
+    descending: bool,
+) -> Condition {
+    let value = value.into();
+    let (past, past_id) = if descending {
+        (col.lt(value.clone()), id_col.lt(id))
+    } else {
+        (col.gt(value.clone()), id_col.gt(id))
+    };
+    Condition::any()
+        .add(past)
+        .add(Condition::all().add(col.eq(value)).add(past_id))
+}
+
+/// A `(time, id)` cursor of `kind` given in `field`; anything else is INVALID_ARGUMENT there.
+pub fn decode_time_cursor(
+    field: &str,
+    raw: &str,
+    kind: &str,
+) -> AppResult<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> {
+    let bad = || AppError::invalid_argument(field, "malformed or foreign cursor");
+    let c = Cursor::decode(field, raw, kind, 2)?;
+    let at = chrono::DateTime::parse_from_rfc3339(&c.values[0])
+        .map_err(|_| bad())?
+        .with_timezone(&chrono::Utc);
+    let id = uuid::Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
+    Ok((at, id))
 }
 
 /// A position in an ordered list: the sort kind plus the sort-column values of the last row seen.
@@ -91,6 +190,22 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Builds a page from rows fetched with `limit + 1` in the direction of `args` (for a
+    /// backward page, in reverse order: they are turned back here).
+    pub fn from_args(mut rows: Vec<T>, args: &PageArgs<'_>) -> Self {
+        if !args.backward {
+            return Page::from_overfetch(rows, args.limit, args.cursor.is_some());
+        }
+        let has_previous_page = rows.len() as u64 > args.limit;
+        rows.truncate(args.limit as usize);
+        rows.reverse();
+        Page {
+            items: rows,
+            has_next_page: args.cursor.is_some(),
+            has_previous_page,
+        }
+    }
+
     /// Builds a page from rows fetched with `limit + 1`.
     pub fn from_overfetch(mut rows: Vec<T>, limit: u64, after: bool) -> Self {
         let has_next_page = rows.len() as u64 > limit;
@@ -149,6 +264,33 @@ mod tests {
         assert_eq!(info.start_cursor.as_deref(), Some("c1"));
         assert_eq!(info.end_cursor.as_deref(), Some("c2"));
         assert!(info.has_next_page && info.has_previous_page);
+    }
+
+    #[test]
+    fn a_backward_page_is_turned_back_and_knows_what_precedes_it() {
+        let args = PageArgs::new(None, None, Some(2), Some("c9")).unwrap();
+        assert!(args.backward && args.limit == 2 && args.cursor_field() == "before");
+        // Fetched newest first: 9 is excluded by the cursor, 8 and 7 are the page, 6 proves more.
+        let page = Page::from_args(vec![8, 7, 6], &args);
+        assert_eq!(page.items, vec![7, 8]);
+        assert!(page.has_previous_page && page.has_next_page);
+        let last_page = Page::from_args(vec![2, 1], &PageArgs::new(None, None, Some(2), None).unwrap());
+        assert_eq!(last_page.items, vec![1, 2]);
+        assert!(!last_page.has_previous_page && !last_page.has_next_page);
+        assert!(args.query_descending(false) && !args.query_descending(true));
+    }
+
+    #[test]
+    fn mixing_directions_is_an_invalid_argument() {
+        for (first, after, last, before) in [
+            (Some(1), None, Some(1), None),
+            (None, Some("a"), Some(1), None),
+            (Some(1), None, None, Some("b")),
+        ] {
+            let err = PageArgs::new(first, after, last, before).unwrap_err();
+            assert_eq!(err.code(), "INVALID_ARGUMENT");
+        }
+        assert!(!PageArgs::new(Some(3), Some("a"), None, None).unwrap().backward);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Writing and reading audit events.
 use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::sea_query::Condition;
+use sea_orm::sea_query::{Condition, Order};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use entity::{audit_event, space};
 use memspace_core::clock::now;
 use memspace_core::error::{AppError, AppResult};
-use memspace_core::page::{fetch_limited, page_size, Cursor, Page};
+use memspace_core::page::{decode_time_cursor, fetch_limited, keyset, Cursor, Page, PageArgs};
 use memspace_core::principal::Principal;
 
 /// One thing to record: `action` on a resource of `organization_id`.
@@ -117,8 +117,7 @@ pub fn cursor_of(e: &audit_event::Model) -> String {
 pub async fn list(
     db: &impl ConnectionTrait,
     principal: &Principal,
-    first: Option<i32>,
-    after: Option<&str>,
+    args: PageArgs<'_>,
     filter: AuditFilter,
 ) -> AppResult<(Page<audit_event::Model>, Condition)> {
     if !principal.is_admin || principal.token.is_some() {
@@ -140,28 +139,20 @@ pub async fn list(
     if let Some(s) = filter.since {
         cond = cond.add(audit_event::Column::At.gte(s));
     }
-    let limit = page_size(first);
+    // Newest first; a backward page reads from the oldest end.
+    let descending = args.query_descending(true);
     let mut select = audit_event::Entity::find().filter(cond.clone());
-    if let Some(raw) = after {
-        let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
-        let c = Cursor::decode("after", raw, CURSOR_KIND, 2)?;
-        let at = DateTime::parse_from_rfc3339(&c.values[0])
-            .map_err(|_| bad())?
-            .with_timezone(&Utc);
-        let id = Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
-        select = select.filter(
-            Condition::any().add(audit_event::Column::At.lt(at)).add(
-                Condition::all()
-                    .add(audit_event::Column::At.eq(at))
-                    .add(audit_event::Column::Id.lt(id)),
-            ),
-        );
+    if let Some(raw) = args.cursor {
+        let (at, id) = decode_time_cursor(args.cursor_field(), raw, CURSOR_KIND)?;
+        let (time, id_col) = (audit_event::Column::At, audit_event::Column::Id);
+        select = select.filter(keyset(time, at, id_col, id, descending));
     }
+    let order = if descending { Order::Desc } else { Order::Asc };
     let select = select
-        .order_by_desc(audit_event::Column::At)
-        .order_by_desc(audit_event::Column::Id);
-    let rows: Vec<audit_event::Model> = fetch_limited(select, limit + 1, db).await?;
-    Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
+        .order_by(audit_event::Column::At, order.clone())
+        .order_by(audit_event::Column::Id, order);
+    let rows: Vec<audit_event::Model> = fetch_limited(select, args.limit + 1, db).await?;
+    Ok((Page::from_args(rows, &args), cond))
 }
 
 pub async fn count(db: &impl ConnectionTrait, cond: Condition) -> AppResult<u64> {

@@ -5,7 +5,7 @@
 //!
 //! Slices use only slices before them in this order (DESIGN.md §2):
 //! db, events -> audit -> auth -> directory -> membership -> spaces -> workspaces -> memories
-//! -> search.
+//! -> search -> nodes.
 pub mod db;
 pub mod events;
 
@@ -14,6 +14,7 @@ pub mod auth;
 pub mod directory;
 pub mod membership;
 pub mod memories;
+pub mod nodes;
 pub mod search;
 pub mod spaces;
 pub mod workspaces;

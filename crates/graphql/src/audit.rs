@@ -5,7 +5,7 @@ use sea_orm::sea_query::Condition;
 
 use crate::context::{input_id, Ctx};
 use crate::directory::{load_organization, load_principal, Organization, PrincipalObject};
-use crate::page::PageInfo;
+use crate::page::{PageInfo, Window};
 use entity::audit_event;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::audit::{self as service, AuditFilter as Filter};
@@ -15,7 +15,7 @@ pub struct AuditEvent(pub audit_event::Model);
 
 #[Object]
 impl AuditEvent {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// For example `space.read`, `space.share`, `memory.create`, `api_key.create`.
@@ -69,6 +69,10 @@ pub struct AuditEventConnection {
 
 #[ComplexObject]
 impl AuditEventConnection {
+    /// The edges' nodes, for clients that need no cursors per item.
+    async fn nodes(&self) -> Vec<&AuditEvent> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
     }
@@ -95,6 +99,10 @@ impl AuditQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
         filter: Option<AuditFilter>,
     ) -> Result<AuditEventConnection> {
         let p = ctx.principal()?;
@@ -111,8 +119,13 @@ impl AuditQuery {
                 .transpose()?,
             since: f.since,
         };
-        let (page, condition) =
-            service::list(&ctx.db().read, p, first, after.as_deref(), filter).await?;
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
+        let (page, condition) = service::list(&ctx.db().read, p, window.args()?, filter).await?;
         let (edges, page_info) = page.into_edges(service::cursor_of, |cursor, e| AuditEventEdge {
             cursor,
             node: AuditEvent(e),

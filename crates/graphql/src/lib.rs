@@ -7,6 +7,7 @@ pub mod directory;
 pub mod field_errors;
 pub mod loaders;
 pub mod memories;
+pub mod nodes;
 pub mod page;
 pub mod schema;
 pub mod search;

@@ -1,5 +1,27 @@
-//! Relay's `PageInfo` object.
+//! Relay's `PageInfo` object and the four paging arguments.
 use async_graphql::SimpleObject;
+use memspace_core::error::AppError;
+use memspace_core::page::PageArgs;
+
+/// A connection field's `first`/`after` (forward) or `last`/`before` (backward) arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+impl Window {
+    pub fn args(&self) -> Result<PageArgs<'_>, AppError> {
+        PageArgs::new(
+            self.first,
+            self.after.as_deref(),
+            self.last,
+            self.before.as_deref(),
+        )
+    }
+}
 
 /// Relay's page information.
 #[derive(SimpleObject, Clone, Debug)]

@@ -7,6 +7,7 @@ use async_graphql::{MergedObject, Schema};
 use crate::audit::AuditQuery;
 use crate::directory::{DirectoryMutation, DirectoryQuery};
 use crate::memories::{MemoryMutation, MemoryQuery};
+use crate::nodes::NodeQuery;
 use crate::search::SearchQuery;
 use crate::spaces::{SpaceMutation, SpaceQuery};
 use crate::workspaces::{WorkspaceMutation, WorkspaceQuery};
@@ -22,6 +23,7 @@ pub struct Query(
     SearchQuery,
     WorkspaceQuery,
     AuditQuery,
+    NodeQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -11,7 +11,7 @@ use crate::db::Db;
 use crate::spaces::service::{self as spaces, SpaceAccess};
 use entity::{memory, memory_tag, space};
 use memspace_core::error::{AppError, AppResult};
-use memspace_core::page::{fetch_limited, page_size, Cursor, Page};
+use memspace_core::page::{decode_time_cursor, fetch_limited, keyset, Cursor, Page, PageArgs};
 use memspace_core::principal::{Principal, PrincipalKind};
 use memspace_core::validate;
 
@@ -122,35 +122,19 @@ pub async fn list(
     db: &Db,
     principal: &Principal,
     space: &space::Model,
-    first: Option<i32>,
-    after: Option<&str>,
+    args: PageArgs<'_>,
     filter: &MemoryFilter,
     descending: bool,
 ) -> AppResult<(Page<memory::Model>, Condition)> {
-    let limit = page_size(first);
+    let (limit, descending) = (args.limit, args.query_descending(descending));
     let cond = Condition::all()
         .add(memory::Column::SpaceId.eq(space.id))
         .add(filter_condition(filter)?);
     let mut select = memory::Entity::find().filter(cond.clone());
-    if let Some(raw) = after {
-        let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
-        let c = Cursor::decode("after", raw, CURSOR_KIND, 2)?;
-        let at = DateTime::parse_from_rfc3339(&c.values[0])
-            .map_err(|_| bad())?
-            .with_timezone(&Utc);
-        let id = Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
-        let (by_time, by_id) = if descending {
-            (memory::Column::CreatedAt.lt(at), memory::Column::Id.lt(id))
-        } else {
-            (memory::Column::CreatedAt.gt(at), memory::Column::Id.gt(id))
-        };
-        select = select.filter(
-            Condition::any().add(by_time).add(
-                Condition::all()
-                    .add(memory::Column::CreatedAt.eq(at))
-                    .add(by_id),
-            ),
-        );
+    if let Some(raw) = args.cursor {
+        let (at, id) = decode_time_cursor(args.cursor_field(), raw, CURSOR_KIND)?;
+        let (time, id_col) = (memory::Column::CreatedAt, memory::Column::Id);
+        select = select.filter(keyset(time, at, id_col, id, descending));
     }
     select = if descending {
         select
@@ -163,7 +147,7 @@ pub async fn list(
     };
     let rows: Vec<memory::Model> = fetch_limited(select, limit + 1, &db.read).await?;
     audit::cross_tenant(&db.write, principal, "memory.read", [space]).await?;
-    Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
+    Ok((Page::from_args(rows, &args), cond))
 }
 
 pub async fn count(db: &impl ConnectionTrait, cond: Condition) -> AppResult<u64> {

@@ -16,7 +16,7 @@ use crate::db::Db;
 use entity::{space, space_grant, space_label, space_tag};
 use memspace_core::access::{self};
 use memspace_core::error::{AppError, AppResult};
-use memspace_core::page::{fetch_limited, page_size, Cursor, Page};
+use memspace_core::page::{fetch_limited, Cursor, Page, PageArgs};
 use memspace_core::principal::Principal;
 use memspace_core::validate;
 
@@ -71,6 +71,9 @@ pub struct ListFilter {
 pub struct ListQuery {
     pub first: Option<i32>,
     pub after: Option<String>,
+    /// Backward pagination (Relay): the last `last` rows before `before`.
+    pub last: Option<i32>,
+    pub before: Option<String>,
     pub filter: ListFilter,
     pub order: OrderField,
     pub descending: bool,
@@ -188,13 +191,18 @@ pub fn cursor_of(space: &space::Model, order: OrderField) -> String {
 }
 
 /// Rows strictly after the cursor in the list's order (keyset pagination on (sort key, id)).
-fn after_condition(order: OrderField, descending: bool, raw: &str) -> AppResult<Condition> {
-    let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
+fn after_condition(
+    field: &str,
+    order: OrderField,
+    descending: bool,
+    raw: &str,
+) -> AppResult<Condition> {
+    let bad = || AppError::invalid_argument(field, "malformed or foreign cursor");
     let (kind, col) = match order {
         OrderField::CreatedAt => (CURSOR_CREATED, space::Column::CreatedAt),
         OrderField::Name => (CURSOR_NAME, space::Column::Name),
     };
-    let c = Cursor::decode("after", raw, kind, 2)?;
+    let c = Cursor::decode(field, raw, kind, 2)?;
     let id = Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
     let value: sea_orm::Value = match order {
         OrderField::CreatedAt => DateTime::parse_from_rfc3339(&c.values[0])
@@ -224,17 +232,24 @@ fn keyset(col: space::Column, value: sea_orm::Value, id: Uuid, descending: bool)
 
 /// `spaces`: a page of the spaces the principal can see. Cross-tenant appearances are audited.
 pub async fn list(db: &Db, principal: &Principal, query: ListQuery) -> AppResult<SpacePage> {
-    let limit = page_size(query.first);
+    let args = PageArgs::new(
+        query.first,
+        query.after.as_deref(),
+        query.last,
+        query.before.as_deref(),
+    )?;
+    let (limit, descending) = (args.limit, args.query_descending(query.descending));
     let condition = filter_condition(db.read.get_database_backend(), principal, &query.filter)?;
     let mut select = space::Entity::find().filter(condition.clone());
-    if let Some(after) = &query.after {
-        select = select.filter(after_condition(query.order, query.descending, after)?);
+    if let Some(cursor) = args.cursor {
+        let field = args.cursor_field();
+        select = select.filter(after_condition(field, query.order, descending, cursor)?);
     }
     let sort_col = match query.order {
         OrderField::CreatedAt => space::Column::CreatedAt,
         OrderField::Name => space::Column::Name,
     };
-    select = if query.descending {
+    select = if descending {
         select
             .order_by_desc(sort_col)
             .order_by_desc(space::Column::Id)
@@ -258,7 +273,7 @@ pub async fn list(db: &Db, principal: &Principal, query: ListQuery) -> AppResult
             .map(|SpaceRow(space)| (space, None))
             .collect()
     };
-    let page = Page::from_overfetch(rows, limit, query.after.is_some());
+    let page = Page::from_args(rows, &args);
     let ids: Vec<Uuid> = page.items.iter().map(|(s, _)| s.id).collect();
     let mut grants: std::collections::HashMap<Uuid, Vec<space_grant::Model>> =
         std::collections::HashMap::new();

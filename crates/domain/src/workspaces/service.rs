@@ -1,7 +1,7 @@
 //! The workspace domain: CRUD, members with roles, moving spaces in and out.
 use crate::db::Db;
-use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::sea_query::{Condition, Expr};
+use chrono::SecondsFormat;
+use sea_orm::sea_query::{Condition, Expr, Order};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -14,7 +14,7 @@ use crate::spaces::service::{self as spaces, SpaceAccess};
 use entity::{space, user, workspace, workspace_member};
 use memspace_core::access::{Permission, WorkspaceRole};
 use memspace_core::error::{AppError, AppResult};
-use memspace_core::page::{fetch_limited, page_size, Cursor, Page};
+use memspace_core::page::{decode_time_cursor, fetch_limited, keyset, Cursor, Page, PageArgs};
 use memspace_core::principal::{Principal, PrincipalKind};
 pub use memspace_core::vocab::{DocumentUploadMethod, WorkspaceType, WORKSPACE_TYPE_CUSTOM};
 use memspace_core::{clock::now, validate};
@@ -223,11 +223,10 @@ fn visible(principal: &Principal) -> Condition {
 pub async fn list(
     db: &impl ConnectionTrait,
     principal: &Principal,
-    first: Option<i32>,
-    after: Option<&str>,
+    args: PageArgs<'_>,
     name_glob: Option<&str>,
 ) -> AppResult<(Page<(workspace::Model, WorkspaceRole)>, Condition)> {
-    let limit = page_size(first);
+    let (limit, descending) = (args.limit, args.query_descending(false));
     let mut cond = Condition::all().add(visible(principal));
     if let Some(g) = name_glob {
         validate::no_nul("filter.nameGlob", g)?;
@@ -238,23 +237,17 @@ pub async fn list(
         ));
     }
     let mut select = workspace::Entity::find().filter(cond.clone());
-    if let Some(raw) = after {
-        let (at, id) = decode_time_cursor(raw, CURSOR_KIND)?;
-        select = select.filter(
-            Condition::any()
-                .add(workspace::Column::CreatedAt.gt(at))
-                .add(
-                    Condition::all()
-                        .add(workspace::Column::CreatedAt.eq(at))
-                        .add(workspace::Column::Id.gt(id)),
-                ),
-        );
+    if let Some(raw) = args.cursor {
+        let (at, id) = decode_time_cursor(args.cursor_field(), raw, CURSOR_KIND)?;
+        let (time, id_col) = (workspace::Column::CreatedAt, workspace::Column::Id);
+        select = select.filter(keyset(time, at, id_col, id, descending));
     }
+    let order = if descending { Order::Desc } else { Order::Asc };
     let select = select
-        .order_by_asc(workspace::Column::CreatedAt)
-        .order_by_asc(workspace::Column::Id);
+        .order_by(workspace::Column::CreatedAt, order.clone())
+        .order_by(workspace::Column::Id, order);
     let rows: Vec<workspace::Model> = fetch_limited(select, limit + 1, db).await?;
-    let page = Page::from_overfetch(rows, limit, after.is_some());
+    let page = Page::from_args(rows, &args);
     Ok((
         Page {
             items: page
@@ -267,16 +260,6 @@ pub async fn list(
         },
         cond,
     ))
-}
-
-fn decode_time_cursor(raw: &str, kind: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
-    let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
-    let c = Cursor::decode("after", raw, kind, 2)?;
-    let at = DateTime::parse_from_rfc3339(&c.values[0])
-        .map_err(|_| bad())?
-        .with_timezone(&Utc);
-    let id = Uuid::parse_str(&c.values[1]).map_err(|_| bad())?;
-    Ok((at, id))
 }
 
 pub async fn count(db: &impl ConnectionTrait, cond: Condition) -> AppResult<u64> {
@@ -447,29 +430,25 @@ pub fn member_cursor(m: &workspace_member::Model) -> String {
 pub async fn members(
     db: &impl ConnectionTrait,
     workspace_id: Uuid,
-    first: Option<i32>,
-    after: Option<&str>,
+    args: PageArgs<'_>,
 ) -> AppResult<(Page<workspace_member::Model>, Condition)> {
-    let limit = page_size(first);
+    let (limit, descending) = (args.limit, args.query_descending(false));
     let cond = Condition::all().add(workspace_member::Column::WorkspaceId.eq(workspace_id));
     let mut select = workspace_member::Entity::find().filter(cond.clone());
-    if let Some(raw) = after {
-        let (at, id) = decode_time_cursor(raw, MEMBER_CURSOR)?;
-        select = select.filter(
-            Condition::any()
-                .add(workspace_member::Column::CreatedAt.gt(at))
-                .add(
-                    Condition::all()
-                        .add(workspace_member::Column::CreatedAt.eq(at))
-                        .add(workspace_member::Column::UserId.gt(id)),
-                ),
+    if let Some(raw) = args.cursor {
+        let (at, id) = decode_time_cursor(args.cursor_field(), raw, MEMBER_CURSOR)?;
+        let (time, id_col) = (
+            workspace_member::Column::CreatedAt,
+            workspace_member::Column::UserId,
         );
+        select = select.filter(keyset(time, at, id_col, id, descending));
     }
+    let order = if descending { Order::Desc } else { Order::Asc };
     let select = select
-        .order_by_asc(workspace_member::Column::CreatedAt)
-        .order_by_asc(workspace_member::Column::UserId);
+        .order_by(workspace_member::Column::CreatedAt, order.clone())
+        .order_by(workspace_member::Column::UserId, order);
     let rows: Vec<workspace_member::Model> = fetch_limited(select, limit + 1, db).await?;
-    Ok((Page::from_overfetch(rows, limit, after.is_some()), cond))
+    Ok((Page::from_args(rows, &args), cond))
 }
 
 pub async fn member_count(db: &impl ConnectionTrait, cond: Condition) -> AppResult<u64> {

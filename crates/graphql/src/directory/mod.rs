@@ -14,7 +14,7 @@ pub struct Organization(pub organization::Model);
 
 #[Object]
 impl Organization {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Unique short name of the organization.
@@ -52,7 +52,7 @@ impl User {
 
 #[Object]
 impl User {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> &str {
@@ -109,7 +109,7 @@ pub struct Role(pub role::Model);
 
 #[Object]
 impl Role {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> &str {
@@ -125,7 +125,7 @@ pub struct Department(pub department::Model);
 
 #[Object]
 impl Department {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> &str {
@@ -141,7 +141,7 @@ pub struct Agent(pub agent::Model);
 
 #[Object]
 impl Agent {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Unique within the organization.
@@ -196,7 +196,7 @@ pub struct ApiKey(pub api_key::Model);
 
 #[Object]
 impl ApiKey {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> &str {
@@ -227,6 +227,11 @@ pub struct Viewer;
 
 #[Object]
 impl Viewer {
+    /// `viewer:<principal id>`: a cache key of its own, so a client's normalised store keeps
+    /// the viewer apart from the `User` or `Agent` it is (not a `Node`: refetch it with `viewer`).
+    pub(crate) async fn id(&self, ctx: &Context<'_>) -> Result<ID> {
+        Ok(ID(format!("viewer:{}", ctx.principal()?.id)))
+    }
     async fn principal(&self, ctx: &Context<'_>) -> Result<PrincipalObject> {
         let p = ctx.principal()?;
         load_principal(ctx, p.kind, p.id)

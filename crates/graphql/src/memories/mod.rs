@@ -21,7 +21,7 @@ pub struct Memory(pub memory::Model);
 
 #[Object]
 impl Memory {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn space(&self, ctx: &Context<'_>) -> Result<Space> {
@@ -203,6 +203,10 @@ pub struct MemoryConnection {
 
 #[ComplexObject]
 impl MemoryConnection {
+    /// The edges' nodes, for clients that need no cursors per item.
+    async fn nodes(&self) -> Vec<&Memory> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
     /// Number of memories matching the filter (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)

@@ -9,7 +9,7 @@ use crate::context::{input_id, loader_err, resource_id, Ctx};
 use crate::directory::Agent;
 use crate::directory::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::memories::{MemoryConnection, MemoryFilterInput};
-use crate::page::PageInfo;
+use crate::page::{PageInfo, Window};
 use entity::{space, space_grant, space_token};
 use memspace_core::access::{Permission, SubjectKind};
 use memspace_core::error::AppError;
@@ -45,11 +45,11 @@ impl From<SpaceAccess> for Space {
 }
 
 /// A grant of VIEW or EDIT on a space to a subject.
-pub struct SpaceGrant(space_grant::Model);
+pub struct SpaceGrant(pub space_grant::Model);
 
 #[Object]
 impl SpaceGrant {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn subject_kind(&self) -> Option<SubjectKind> {
@@ -69,11 +69,11 @@ impl SpaceGrant {
 }
 
 /// A space token's public part; the secret is shown only when it is created.
-pub struct SpaceToken(space_token::Model);
+pub struct SpaceToken(pub space_token::Model);
 
 #[Object]
 impl SpaceToken {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> Option<&str> {
@@ -155,7 +155,7 @@ pub struct ChunkingConfig {
 
 #[Object]
 impl Space {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.model.id.to_string())
     }
     /// 1–255 characters, unique among the owner's live spaces.
@@ -280,17 +280,26 @@ impl Space {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
         filter: Option<MemoryFilterInput>,
         #[graphql(default)] order: OrderDirection,
     ) -> Result<MemoryConnection> {
         let p = ctx.principal()?;
         let filter = filter.unwrap_or_default().parse()?;
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
         let (page, cond) = memspace_domain::memories::service::list(
             ctx.db(),
             p,
             &self.model,
-            first,
-            after.as_deref(),
+            window.args()?,
             &filter,
             order == OrderDirection::Desc,
         )
@@ -370,6 +379,10 @@ pub struct SpaceConnection {
 
 #[ComplexObject]
 impl SpaceConnection {
+    /// The edges' nodes, for clients that need no cursors per item.
+    async fn nodes(&self) -> Vec<&Space> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
     /// Number of spaces matching the filter that the caller can see (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
@@ -602,10 +615,20 @@ impl SpaceQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
         filter: Option<SpaceFilter>,
         order_by: Option<SpaceOrder>,
     ) -> Result<SpaceConnection> {
-        list_spaces(ctx, first, after, filter, order_by).await
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
+        list_spaces(ctx, window, filter, order_by).await
     }
 }
 
@@ -676,8 +699,7 @@ pub async fn prefetch_spaces(
 /// `spaces` (also behind `Workspace.spaces`).
 pub async fn list_spaces(
     ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
+    window: Window,
     filter: Option<SpaceFilter>,
     order_by: Option<SpaceOrder>,
 ) -> Result<SpaceConnection> {
@@ -699,8 +721,10 @@ pub async fn list_spaces(
         with_grants,
         with_count: node.field("memoryCount").exists(),
         with_bytes: node.field("usedStorage").exists(),
-        first,
-        after,
+        first: window.first,
+        after: window.after,
+        last: window.last,
+        before: window.before,
         filter: ListFilter {
             name_glob: filter.name,
             owner_id: filter

@@ -5,7 +5,7 @@ use sea_orm::sea_query::Condition;
 
 use crate::context::{loader_err, resource_id, Ctx};
 use crate::directory::{load_organization, Organization, User};
-use crate::page::PageInfo;
+use crate::page::{PageInfo, Window};
 use crate::spaces::{Space, SpaceConnection, SpaceFilter, SpaceOrder};
 use entity::{workspace, workspace_member};
 use memspace_core::access::{self, WorkspaceRole};
@@ -37,7 +37,7 @@ impl Workspace {
 
 #[Object]
 impl Workspace {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.model.id.to_string())
     }
     /// 1–100 characters, unique in the organization.
@@ -79,9 +79,19 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
     ) -> Result<WorkspaceMemberConnection> {
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
         let (page, condition) =
-            service::members(&ctx.db().read, self.model.id, first, after.as_deref()).await?;
+            service::members(&ctx.db().read, self.model.id, window.args()?).await?;
         let (edges, page_info) =
             page.into_edges(service::member_cursor, |cursor, m| WorkspaceMemberEdge {
                 cursor,
@@ -99,12 +109,22 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
         filter: Option<SpaceFilter>,
         order_by: Option<SpaceOrder>,
     ) -> Result<SpaceConnection> {
         let mut filter = filter.unwrap_or_default();
         filter.workspace_id = Some(ID(self.model.id.to_string()));
-        crate::spaces::list_spaces(ctx, first, after, Some(filter), order_by).await
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
+        crate::spaces::list_spaces(ctx, window, Some(filter), order_by).await
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.model.created_at
@@ -119,6 +139,10 @@ pub struct WorkspaceMember(pub workspace_member::Model);
 
 #[Object]
 impl WorkspaceMember {
+    /// `member:<workspace id>:<user id>`: stable for as long as the membership lasts.
+    pub(crate) async fn id(&self) -> ID {
+        ID(format!("member:{}:{}", self.0.workspace_id, self.0.user_id))
+    }
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         ctx.loaders()?
             .users
@@ -153,6 +177,10 @@ pub struct WorkspaceMemberConnection {
 
 #[ComplexObject]
 impl WorkspaceMemberConnection {
+    /// The edges' nodes, for clients that need no cursors per item.
+    async fn nodes(&self) -> Vec<&WorkspaceMember> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::member_count(&ctx.db().read, self.condition.clone()).await? as i64)
     }
@@ -175,6 +203,10 @@ pub struct WorkspaceConnection {
 
 #[ComplexObject]
 impl WorkspaceConnection {
+    /// The edges' nodes, for clients that need no cursors per item.
+    async fn nodes(&self) -> Vec<&Workspace> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
     /// Workspaces matching the filter that the caller can see (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
@@ -230,12 +262,22 @@ impl WorkspaceQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        last: Option<i32>,
+        #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
+        before: Option<String>,
         filter: Option<WorkspaceFilter>,
     ) -> Result<WorkspaceConnection> {
         let p = ctx.principal()?;
         let glob = filter.and_then(|f| f.name_glob);
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+        };
         let (page, condition) =
-            service::list(&ctx.db().read, p, first, after.as_deref(), glob.as_deref()).await?;
+            service::list(&ctx.db().read, p, window.args()?, glob.as_deref()).await?;
         let node = ctx.look_ahead().field("edges").field("node");
         if ["spaceCount", "memoryCount", "usedStorage"]
             .iter()
