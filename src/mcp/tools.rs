@@ -543,8 +543,9 @@ impl Memspace {
             &ctx,
             |who, a: MemoryIdArgs| async move {
                 let id = resource_id("memory", &a.memory_id)?;
-                let gone =
-                    memories::delete(self.db(), &self.shared.index, &who.principal, id).await?;
+                let gone = memories::delete(self.db(), &self.shared.index, &who.principal, id)
+                    .await?
+                    .id;
                 Ok(Done {
                     text: format!("memory {gone} deleted"),
                     structured: json!({ "deleted_id": gone.to_string() }),

@@ -9,7 +9,9 @@ use crate::common::TestApp;
 async fn one_of_each(app: &TestApp) -> Vec<(&'static str, String)> {
     let admin = app.admin_key.clone();
     let space = app.space_as(&admin, "relay-space", json!({})).await;
-    let memory = app.memory_as(&admin, &space, "a memory to find again", json!({})).await;
+    let memory = app
+        .memory_as(&admin, &space, "a memory to find again", json!({}))
+        .await;
     let workspace = app.workspace_as(&admin, "relay-ws").await;
     let (user, _) = app.user("relay-user", false).await;
     let (agent, _) = app.agent("relay-agent").await;
@@ -38,7 +40,10 @@ async fn one_of_each(app: &TestApp) -> Vec<(&'static str, String)> {
         .unwrap()
         .to_string();
     let audit = app
-        .gql("{ auditEvents(first: 1){ edges{ node{ id } } } }", json!({}))
+        .gql(
+            "{ auditEvents(first: 1){ edges{ node{ id } } } }",
+            json!({}),
+        )
         .await;
     let event = audit.data()["auditEvents"]["edges"][0]["node"]["id"]
         .as_str()
@@ -138,7 +143,9 @@ async fn node_hides_from_other_tenants_users_and_tokens_what_the_typed_lookups_h
 
     // A space token reaches its space (and what is in it), never the directory.
     let space = &all[0].1;
-    let (_, token) = app.space_token_as(&app.admin_key, space, "VIEW", None).await;
+    let (_, token) = app
+        .space_token_as(&app.admin_key, space, "VIEW", None)
+        .await;
     let seen = nodes_as(&app, &token, &ids).await;
     let visible: Vec<&str> = all
         .iter()
@@ -180,7 +187,10 @@ async fn unknown_and_malformed_ids_are_null_and_more_than_100_ids_is_a_validatio
 async fn the_viewer_has_an_id_of_its_own_and_members_have_stable_ids() {
     let app = TestApp::spawn().await;
     let r = app
-        .gql("{ viewer { id principal { ... on User { id } } } }", json!({}))
+        .gql(
+            "{ viewer { id principal { ... on User { id } } } }",
+            json!({}),
+        )
         .await;
     let viewer = r.data()["viewer"]["id"].as_str().unwrap().to_string();
     let user = r.data()["viewer"]["principal"]["id"].as_str().unwrap();
@@ -192,11 +202,16 @@ async fn the_viewer_has_an_id_of_its_own_and_members_have_stable_ids() {
     let q = "query($w:ID!){ workspace(id:$w){ members(first: 10){ nodes { id user { id } } } } }";
     let first = app.gql(q, json!({ "w": ws })).await;
     let second = app.gql(q, json!({ "w": ws })).await;
-    let members = first.data()["workspace"]["members"]["nodes"].as_array().unwrap();
+    let members = first.data()["workspace"]["members"]["nodes"]
+        .as_array()
+        .unwrap();
     assert!(!members.is_empty());
     for m in members {
         let id = m["id"].as_str().unwrap();
-        assert_eq!(id, format!("member:{ws}:{}", m["user"]["id"].as_str().unwrap()));
+        assert_eq!(
+            id,
+            format!("member:{ws}:{}", m["user"]["id"].as_str().unwrap())
+        );
     }
     assert_eq!(first.body, second.body);
 }
@@ -237,7 +252,10 @@ async fn last_and_before_page_backward_through_a_space_and_the_audit_log() {
         .iter()
         .map(|n| n["content"].as_str().unwrap())
         .collect();
-    assert_eq!(nodes, order[3..].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        nodes,
+        order[3..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
 
     // Before the first of those: the two before, then the first alone with nothing before it.
     let before = conn["pageInfo"]["startCursor"].as_str().unwrap();
@@ -254,13 +272,18 @@ async fn last_and_before_page_backward_through_a_space_and_the_audit_log() {
     // A forward cursor works backward too (cursors are positions, not directions).
     let third = all_conn["edges"][2]["cursor"].as_str().unwrap();
     let r = app.gql(q, json!({ "s": space, "l": 10, "b": third })).await;
-    assert_eq!(contents(&r.data()["space"]["memories"]), order[..2].to_vec());
+    assert_eq!(
+        contents(&r.data()["space"]["memories"]),
+        order[..2].to_vec()
+    );
 
     // Mixing directions is refused, naming the argument.
     let r = app.gql(q, json!({ "s": space, "f": 2, "l": 2 })).await;
     assert_eq!(r.code(), "INVALID_ARGUMENT", "{}", r.body);
     assert_eq!(r.error()["extensions"]["field"], "last", "{}", r.body);
-    let r = app.gql(q, json!({ "s": space, "l": 2, "b": "garbage" })).await;
+    let r = app
+        .gql(q, json!({ "s": space, "l": 2, "b": "garbage" }))
+        .await;
     assert_eq!(r.code(), "INVALID_ARGUMENT", "{}", r.body);
     assert_eq!(r.error()["extensions"]["field"], "before", "{}", r.body);
 
@@ -270,12 +293,18 @@ async fn last_and_before_page_backward_through_a_space_and_the_audit_log() {
     }
     let aq = "query($f:Int,$l:Int){ auditEvents(first:$f,last:$l){ nodes{ id } pageInfo{ hasPreviousPage } } }";
     let newest = app.gql(aq, json!({ "f": 1000 })).await;
-    let ids: Vec<Value> = newest.data()["auditEvents"]["nodes"].as_array().unwrap().clone();
+    let ids: Vec<Value> = newest.data()["auditEvents"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(ids.len() >= 3, "{}", newest.body);
     let oldest = app.gql(aq, json!({ "l": 2 })).await;
     let got = oldest.data()["auditEvents"]["nodes"].as_array().unwrap();
     assert_eq!(got.as_slice(), &ids[ids.len() - 2..]);
-    assert_eq!(oldest.data()["auditEvents"]["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(
+        oldest.data()["auditEvents"]["pageInfo"]["hasPreviousPage"],
+        true
+    );
 
     // Spaces and workspaces page backward too.
     for name in ["s1", "s2", "s3"] {
@@ -286,7 +315,137 @@ async fn last_and_before_page_backward_through_a_space_and_the_audit_log() {
     let names = all.data()["spaces"]["nodes"].as_array().unwrap().clone();
     let last_two = app.gql(sq, json!({ "l": 2 })).await;
     assert_eq!(
-        last_two.data()["spaces"]["nodes"].as_array().unwrap().as_slice(),
+        last_two.data()["spaces"]["nodes"]
+            .as_array()
+            .unwrap()
+            .as_slice(),
         &names[names.len() - 2..]
     );
+}
+
+#[tokio::test]
+async fn deletions_answer_with_the_removed_id_and_the_parent_as_it_is_now() {
+    let app = TestApp::spawn().await;
+    let key = app.admin_key.clone();
+    let ws = app.workspace_as(&key, "payload-ws").await;
+    let space = app
+        .space_as(&key, "payload-space", json!({ "workspaceId": ws }))
+        .await;
+    let texts: Vec<String> = (0..3).map(|i| format!("payload memory {i}")).collect();
+    let ids = app.memories_as(&key, &space, &texts).await;
+
+    let r = app
+        .gql(
+            "mutation($id:ID!){ deleteMemoryV2(id:$id){ deletedMemoryId space{ id memoryCount } } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    let p = &r.data()["deleteMemoryV2"];
+    assert_eq!(p["deletedMemoryId"], ids[0].as_str());
+    assert_eq!(p["space"]["id"], space.as_str());
+    assert_eq!(p["space"]["memoryCount"], 2);
+    // The old shape still works, and is gone for good afterwards.
+    let r = app
+        .gql(
+            "mutation($id:ID!){ deleteMemory(id:$id) }",
+            json!({ "id": ids[1] }),
+        )
+        .await;
+    assert_eq!(r.data()["deleteMemory"], ids[1].as_str());
+    let r = app
+        .gql(
+            "mutation($id:ID!){ deleteMemoryV2(id:$id){ deletedMemoryId } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    assert_eq!(r.code(), "NOT_FOUND", "{}", r.body);
+
+    let (token, _) = app.space_token_as(&key, &space, "VIEW", None).await;
+    let r = app
+        .gql(
+            "mutation($id:ID!){ revokeSpaceTokenV2(id:$id){ revokedSpaceTokenId spaceToken{ id revokedAt } space{ id } } }",
+            json!({ "id": token }),
+        )
+        .await;
+    let p = &r.data()["revokeSpaceTokenV2"];
+    assert_eq!(p["revokedSpaceTokenId"], token.as_str());
+    assert!(p["spaceToken"]["revokedAt"].is_string(), "{}", r.body);
+    assert_eq!(p["space"]["id"], space.as_str());
+
+    let (user, _) = app.user("payload-user", false).await;
+    let made = app
+        .gql(
+            "mutation($u:ID!){ createApiKey(input:{userId:$u,name:\"k\"}){ apiKey{ id } } }",
+            json!({ "u": user }),
+        )
+        .await;
+    let api_key = made.data()["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .gql(
+            "mutation($id:ID!){ revokeApiKeyV2(id:$id){ revokedApiKeyId apiKey{ id revokedAt } } }",
+            json!({ "id": api_key }),
+        )
+        .await;
+    let p = &r.data()["revokeApiKeyV2"];
+    assert_eq!(p["revokedApiKeyId"], api_key.as_str());
+    assert!(p["apiKey"]["revokedAt"].is_string(), "{}", r.body);
+
+    app.add_workspace_member_as(&key, &ws, &user, "VIEWER")
+        .await;
+    let r = app
+        .gql(
+            "mutation($w:ID!,$u:ID!){ removeWorkspaceMemberV2(workspaceId:$w,userId:$u){ removedMemberId userId workspace{ id } } }",
+            json!({ "w": ws, "u": user }),
+        )
+        .await;
+    let p = &r.data()["removeWorkspaceMemberV2"];
+    assert_eq!(p["removedMemberId"], format!("member:{ws}:{user}").as_str());
+    assert_eq!(p["workspace"]["id"], ws.as_str());
+
+    let r = app
+        .gql(
+            "mutation($id:ID!){ purgeSpaceV2(id:$id){ purgedSpaceId workspace{ id spaceCount } } }",
+            json!({ "id": space }),
+        )
+        .await;
+    let p = &r.data()["purgeSpaceV2"];
+    assert_eq!(p["purgedSpaceId"], space.as_str());
+    assert_eq!(p["workspace"]["id"], ws.as_str());
+    assert_eq!(p["workspace"]["spaceCount"], 0);
+
+    let r = app
+        .gql(
+            "mutation($id:ID!){ deleteWorkspaceV2(id:$id){ deletedWorkspaceId } }",
+            json!({ "id": ws }),
+        )
+        .await;
+    assert_eq!(
+        r.data()["deleteWorkspaceV2"]["deletedWorkspaceId"],
+        ws.as_str()
+    );
+
+    // The replaced mutations say what to use instead.
+    let r = app
+        .gql(
+            "{ __type(name: \"Mutation\"){ fields(includeDeprecated: true){ name isDeprecated deprecationReason } } }",
+            json!({}),
+        )
+        .await;
+    let fields = r.data()["__type"]["fields"].as_array().unwrap();
+    for old in [
+        "deleteMemory",
+        "purgeSpace",
+        "revokeApiKey",
+        "revokeSpaceToken",
+        "deleteWorkspace",
+        "removeWorkspaceMember",
+    ] {
+        let f = fields.iter().find(|f| f["name"] == old).unwrap();
+        assert_eq!(f["isDeprecated"], true, "{f}");
+        let reason = f["deprecationReason"].as_str().unwrap();
+        assert!(reason.contains(&format!("{old}V2")), "{reason}");
+    }
 }

@@ -3,7 +3,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use sea_orm::sea_query::Condition;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryTrait, Select};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryTrait, Select,
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -274,7 +276,10 @@ mod tests {
         let page = Page::from_args(vec![8, 7, 6], &args);
         assert_eq!(page.items, vec![7, 8]);
         assert!(page.has_previous_page && page.has_next_page);
-        let last_page = Page::from_args(vec![2, 1], &PageArgs::new(None, None, Some(2), None).unwrap());
+        let last_page = Page::from_args(
+            vec![2, 1],
+            &PageArgs::new(None, None, Some(2), None).unwrap(),
+        );
         assert_eq!(last_page.items, vec![1, 2]);
         assert!(!last_page.has_previous_page && !last_page.has_next_page);
         assert!(args.query_descending(false) && !args.query_descending(true));
@@ -290,7 +295,11 @@ mod tests {
             let err = PageArgs::new(first, after, last, before).unwrap_err();
             assert_eq!(err.code(), "INVALID_ARGUMENT");
         }
-        assert!(!PageArgs::new(Some(3), Some("a"), None, None).unwrap().backward);
+        assert!(
+            !PageArgs::new(Some(3), Some("a"), None, None)
+                .unwrap()
+                .backward
+        );
     }
 
     #[test]

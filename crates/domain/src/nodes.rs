@@ -16,14 +16,16 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, UnionType};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, StatementBuilder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, StatementBuilder,
+};
 use uuid::Uuid;
 
 use crate::db::Db;
 use crate::spaces::service::{self as spaces, SpaceAccess};
 use entity::{
-    agent, api_key, audit_event, department, memory, organization, role, space_grant,
-    space_token, user, workspace,
+    agent, api_key, audit_event, department, memory, organization, role, space_grant, space_token,
+    user, workspace,
 };
 use memspace_core::access::Permission;
 use memspace_core::error::{AppError, AppResult};
@@ -216,8 +218,9 @@ async fn load_kind(
             }
         }
         Kind::User if member => {
-            for m in in_org::<user::Entity>(r, ids, user::Column::Id, user::Column::OrganizationId, p)
-                .await?
+            for m in
+                in_org::<user::Entity>(r, ids, user::Column::Id, user::Column::OrganizationId, p)
+                    .await?
             {
                 found.insert(m.id, Node::User(m));
             }
@@ -231,8 +234,9 @@ async fn load_kind(
             }
         }
         Kind::Role if member => {
-            for m in in_org::<role::Entity>(r, ids, role::Column::Id, role::Column::OrganizationId, p)
-                .await?
+            for m in
+                in_org::<role::Entity>(r, ids, role::Column::Id, role::Column::OrganizationId, p)
+                    .await?
             {
                 found.insert(m.id, Node::Role(m));
             }

@@ -99,7 +99,9 @@ impl AuditQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,

@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod memories;
 pub mod nodes;
 pub mod page;
+pub mod removals;
 pub mod schema;
 pub mod search;
 pub mod spaces;

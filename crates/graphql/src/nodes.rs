@@ -8,7 +8,7 @@ use async_graphql::{Context, Interface, Object, Result, ID};
 
 use crate::audit::AuditEvent;
 use crate::context::Ctx;
-use crate::directory::{ApiKey, Agent, Department, Organization, Role, User};
+use crate::directory::{Agent, ApiKey, Department, Organization, Role, User};
 use crate::memories::Memory;
 use crate::spaces::{Space, SpaceGrant, SpaceToken};
 use crate::workspaces::Workspace;
@@ -42,7 +42,9 @@ impl From<Found> for Node {
         match f {
             Found::Space(a) => Node::Space(a.into()),
             Found::Memory(m) => Node::Memory(Memory(m)),
-            Found::Workspace(model, viewer_role) => Node::Workspace(Workspace { model, viewer_role }),
+            Found::Workspace(model, viewer_role) => {
+                Node::Workspace(Workspace { model, viewer_role })
+            }
             Found::Organization(m) => Node::Organization(Organization(m)),
             Found::User(m) => Node::User(User(m)),
             Found::Agent(m) => Node::Agent(Agent(m)),
@@ -64,7 +66,11 @@ impl NodeQuery {
     /// The object with this id, of any type, if the caller may see it; `null` when it does not
     /// exist, is malformed, or is hidden from the caller (the same rule as the typed lookups:
     /// a hidden object and a missing one look alike).
-    async fn node(&self, ctx: &Context<'_>, #[graphql(desc = "A UUID from any object's `id`.")] id: ID) -> Result<Option<Node>> {
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A UUID from any object's `id`.")] id: ID,
+    ) -> Result<Option<Node>> {
         let p = ctx.principal()?;
         let mut found = service::resolve(ctx.db(), p, "id", &[id.0]).await?;
         Ok(found.pop().flatten().map(Node::from))

@@ -8,6 +8,7 @@ use crate::audit::AuditQuery;
 use crate::directory::{DirectoryMutation, DirectoryQuery};
 use crate::memories::{MemoryMutation, MemoryQuery};
 use crate::nodes::NodeQuery;
+use crate::removals::RemovalMutation;
 use crate::search::SearchQuery;
 use crate::spaces::{SpaceMutation, SpaceQuery};
 use crate::workspaces::{WorkspaceMutation, WorkspaceQuery};
@@ -32,6 +33,7 @@ pub struct Mutation(
     SpaceMutation,
     MemoryMutation,
     WorkspaceMutation,
+    RemovalMutation,
 );
 
 pub type Subscription = crate::memories::subscription::MemorySubscription;

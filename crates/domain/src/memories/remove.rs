@@ -23,7 +23,7 @@ pub async fn delete(
     index: &VectorIndex,
     principal: &Principal,
     id: Uuid,
-) -> AppResult<Uuid> {
+) -> AppResult<memory::Model> {
     let mut txn = db.begin_write().await?;
     let (m, access) = load(&txn, principal, id).await?;
     writable(&access)?;
@@ -43,7 +43,7 @@ pub async fn delete(
     txn.stage(events).await?;
     txn.commit().await?;
     index.remove(m.space_id, &[id]).await;
-    Ok(id)
+    Ok(m)
 }
 
 /// Deletes expired memories; returns how many went. Each part is one transaction that also

@@ -368,14 +368,14 @@ pub async fn restore(db: &Db, principal: &Principal, id: Uuid) -> AppResult<Spac
 }
 
 /// Permanent delete; labels, tags (and later memories, grants, tokens) go with it by cascade.
-pub async fn purge(db: &Db, principal: &Principal, id: Uuid) -> AppResult<Uuid> {
+pub async fn purge(db: &Db, principal: &Principal, id: Uuid) -> AppResult<space::Model> {
     let mut txn = db.begin_write().await?;
     let space = load_for(&txn, principal, id, Permission::Owner)
         .await?
         .space;
     record(&txn, principal, &space, "space.purge").await?;
-    space.delete(&txn).await?;
+    space.clone().delete(&txn).await?;
     txn.access_changed().await?;
     txn.commit().await?;
-    Ok(id)
+    Ok(space)
 }

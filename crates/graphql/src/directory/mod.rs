@@ -419,6 +419,7 @@ impl DirectoryMutation {
     }
 
     /// Revokes an API key: requests with it are refused from now on. Returns its id.
+    #[graphql(deprecation = "Use `revokeApiKeyV2`: it answers with the revoked key.")]
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("API key", &id)?;

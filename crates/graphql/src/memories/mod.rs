@@ -437,11 +437,15 @@ impl MemoryMutation {
     }
 
     /// Deletes a memory (EDIT permission). Returns its id.
+    #[graphql(
+        deprecation = "Use `deleteMemoryV2`: it answers with the deleted id and the space's new counts."
+    )]
     async fn delete_memory(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("memory", &id)?;
         Ok(ID(service::delete(ctx.db(), ctx.index(), p, id)
             .await?
+            .id
             .to_string()))
     }
 

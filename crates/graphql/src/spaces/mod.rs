@@ -280,7 +280,9 @@ impl Space {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
@@ -615,7 +617,9 @@ impl SpaceQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
@@ -840,10 +844,13 @@ impl SpaceMutation {
     }
 
     /// Deletes a space and everything in it, permanently (OWNER permission). Returns its id.
+    #[graphql(
+        deprecation = "Use `purgeSpaceV2`: it answers with the purged id and the workspace it was in."
+    )]
     async fn purge_space(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
-        let id = service::purge(ctx.db(), p, id).await?;
+        let id = service::purge(ctx.db(), p, id).await?.id;
         // Its vectors are gone from the database; drop them from this process's index too.
         ctx.index().forget_space(id);
         Ok(ID(id.to_string()))
@@ -931,6 +938,9 @@ impl SpaceMutation {
     }
 
     /// Revokes a space token (OWNER permission on its space). Returns its id.
+    #[graphql(
+        deprecation = "Use `revokeSpaceTokenV2`: it answers with the revoked token and its space."
+    )]
     async fn revoke_space_token(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space token", &id)?;

@@ -79,7 +79,9 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
@@ -109,7 +111,9 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
@@ -262,7 +266,9 @@ impl WorkspaceQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`.")]
+        #[graphql(
+            desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
+        )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
@@ -366,6 +372,9 @@ impl WorkspaceMutation {
 
     /// Deletes a workspace (its OWNER or an org admin). A workspace with live spaces needs
     /// `force: true`, which soft-deletes those spaces in the same transaction.
+    #[graphql(
+        deprecation = "Use `deleteWorkspaceV2`: it answers with a payload with the deleted id."
+    )]
     async fn delete_workspace(
         &self,
         ctx: &Context<'_>,
@@ -413,6 +422,9 @@ impl WorkspaceMutation {
     }
 
     /// Removes a member. The last OWNER cannot be removed. Returns the user id.
+    #[graphql(
+        deprecation = "Use `removeWorkspaceMemberV2`: it answers with the removed member's id and the workspace."
+    )]
     async fn remove_workspace_member(
         &self,
         ctx: &Context<'_>,
