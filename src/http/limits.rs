@@ -34,12 +34,16 @@ pub const MAX_FRAGMENT_NESTING: usize = 64;
 const CONNECTIONS: &[&str] = &["spaces", "memories", "workspaces", "members", "auditEvents"];
 
 /// Lists sized by a `limit` argument (directly or inside `input`): (field, default, maximum).
-const LIMITED: &[(&str, i32, i32)] = &[("searchMemories", 10, memspace_domain::search::MAX_LIMIT)];
+/// `memorySearch` pages by `first` (default: its input's `limit`), to the same maximum.
+const LIMITED: &[(&str, i32, i32)] = &[
+    ("searchMemories", 10, memspace_domain::search::MAX_LIMIT),
+    ("memorySearch", 10, memspace_domain::search::MAX_LIMIT),
+];
 
 /// Fields whose own work (ranking a space's memories) outweighs what they return, scored on
 /// top of their list: a search costs 5,000, so the default limit allows at most 50 in one
 /// operation, however few hits each asks for.
-const HEAVY: &[(&str, usize)] = &[("searchMemories", 5_000)];
+const HEAVY: &[(&str, usize)] = &[("searchMemories", 5_000), ("memorySearch", 5_000)];
 
 /// Lists without pagination, scored as if they held this many items: their cap where the
 /// domain has one (labels, tags, batch results), otherwise a nominal size that keeps a page of
@@ -172,6 +176,13 @@ impl Walker<'_> {
     fn multiplier(&self, field: &Field) -> usize {
         let name = field.name.node.as_str();
         let has = |arg: &str| field.arguments.iter().any(|(n, _)| n.node.as_str() == arg);
+        if let Some((_, default, max)) = LIMITED.iter().find(|(n, _, _)| *n == name) {
+            return self
+                .int_arg(field, "first")
+                .or_else(|| self.int_arg(field, "limit"))
+                .unwrap_or(*default)
+                .clamp(1, *max) as usize;
+        }
         if has("last") {
             return page_size(self.int_arg(field, "last")) as usize;
         }
@@ -181,12 +192,6 @@ impl Walker<'_> {
         // `nodes(ids:)` (a connection's `nodes` shortcut has no `ids` and repeats nothing more).
         if name == "nodes" && has("ids") {
             return memspace_domain::nodes::MAX_NODE_IDS;
-        }
-        if let Some((_, default, max)) = LIMITED.iter().find(|(n, _, _)| *n == name) {
-            return self
-                .int_arg(field, "limit")
-                .unwrap_or(*default)
-                .clamp(1, *max) as usize;
         }
         UNPAGINATED
             .iter()

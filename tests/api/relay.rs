@@ -449,3 +449,59 @@ async fn deletions_answer_with_the_removed_id_and_the_parent_as_it_is_now() {
         assert!(reason.contains(&format!("{old}V2")), "{reason}");
     }
 }
+
+#[tokio::test]
+async fn memory_search_pages_through_the_same_ranking_as_search_memories() {
+    let app = TestApp::spawn().await;
+    let key = app.admin_key.clone();
+    let space = app.space_as(&key, "search-pages", json!({})).await;
+    let texts: Vec<String> = (0..7)
+        .map(|i| format!("the harbour lighthouse keeper wrote log entry {i}"))
+        .collect();
+    app.memories_as(&key, &space, &texts).await;
+    let input = json!({ "query": "lighthouse keeper log", "spaceIds": [space], "mode": "KEYWORD", "limit": 7 });
+    let flat = app.search_as(&key, input.clone()).await;
+    let ranking = flat.hit_ids();
+    assert_eq!(ranking.len(), 7, "{}", flat.body);
+
+    let q = "query($i:SearchInput!,$f:Int,$a:String){ memorySearch(input:$i,first:$f,after:$a){ \
+               edges{ cursor node{ score memory{ id } } } nodes{ memory{ id } } pageInfo{ hasNextPage hasPreviousPage endCursor } } }";
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0..4 {
+        let r = app.gql(q, json!({ "i": input, "f": 3, "a": after })).await;
+        let conn = &r.data()["memorySearch"];
+        let ids: Vec<String> = conn["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["memory"]["id"].as_str().unwrap().to_string())
+            .collect();
+        let short: Vec<String> = conn["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["memory"]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, short);
+        assert_eq!(conn["pageInfo"]["hasPreviousPage"], page > 0);
+        seen.extend(ids);
+        if conn["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen, ranking, "pages concatenate to the flat ranking");
+
+    let r = app
+        .gql(q, json!({ "i": input, "f": 3, "a": "nonsense" }))
+        .await;
+    assert_eq!(r.code(), "INVALID_ARGUMENT", "{}", r.body);
+    assert_eq!(r.error()["extensions"]["field"], "after");
+    // `first` is clamped like every connection's `first` (to 100 here), never an error.
+    let r = app.gql(q, json!({ "i": input, "f": 5000 })).await;
+    assert_eq!(
+        r.data()["memorySearch"]["edges"].as_array().unwrap().len(),
+        7
+    );
+}

@@ -57,18 +57,44 @@ pub async fn search(
     principal: &Principal,
     req: SearchRequest,
 ) -> AppResult<Vec<Hit>> {
+    Ok(search_page(db, index, recall, principal, req, 0).await?.0)
+}
+
+/// How far `memorySearch` pages: through a search's best 1,000 hits.
+pub const MAX_WINDOW: usize = 1000;
+
+/// `req.limit` hits after the best `offset`, and whether more follow (within [`MAX_WINDOW`]).
+/// Only the returned hits count as recalled.
+pub async fn search_page(
+    db: &Db,
+    index: &VectorIndex,
+    recall: &Recall,
+    principal: &Principal,
+    req: SearchRequest,
+    offset: usize,
+) -> AppResult<(Vec<Hit>, bool)> {
     let query = validate(&req)?;
+    let limit = req.limit as usize;
+    if offset + limit > MAX_WINDOW {
+        return Err(AppError::invalid_argument(
+            "after",
+            format!("a search pages through its best {MAX_WINDOW} hits"),
+        ));
+    }
     let scope = scope::resolve(&db.read, principal, req.space_ids.as_deref()).await?;
     if scope.spaces.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
-    let limit = req.limit as usize;
-    // Candidates per ranking: more than the limit, so filters and fusion have room.
-    let depth = (limit * 5).max(50);
+    // One more than the page, to know whether another follows.
+    let window = (offset + limit + 1).min(MAX_WINDOW);
+    // Candidates per ranking: more than the window, so filters and fusion have room.
+    let depth = (window * 5).max(50);
     let rankings = rank::rank(db, index, &scope, &query, req.mode, depth).await?;
-    let found = filter(db, rankings, &req, limit).await?;
+    let found = filter(db, rankings, &req, window).await?;
+    let more = found.len() > offset + limit;
+    let found: Vec<Found> = found.into_iter().skip(offset).take(limit).collect();
     if found.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let hits = chunks(db, &query, found).await?;
 
@@ -81,7 +107,7 @@ pub async fn search(
         .map(|s| (s.id, s.organization_id))
         .collect();
     recall.record(principal, &ids, &spaces).await?;
-    Ok(hits)
+    Ok((hits, more))
 }
 
 /// The query, trimmed, once the request is known to be well-formed.
