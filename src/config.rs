@@ -33,8 +33,9 @@ pub struct ServeArgs {
     pub bind: SocketAddr,
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// Admin API key to create on first start instead of a random one (16–256 non-whitespace
-    /// characters). When set, no secret is printed.
+    /// Admin API key (24–256 non-whitespace characters) to create on first start instead of a
+    /// random one; a different one at a later start replaces the previous admin key (logged).
+    /// When set, no secret is printed.
     #[arg(long, env = "MEMSPACE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
     /// Largest request body accepted, in bytes.

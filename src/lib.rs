@@ -54,6 +54,11 @@ pub struct App {
 }
 
 pub async fn build(config: &Config) -> anyhow::Result<App> {
+    // Refused before the database is touched.
+    if let Some(key) = &config.admin_key {
+        auth::validate_chosen_key(key)
+            .map_err(|why| anyhow::anyhow!("MEMSPACE_ADMIN_KEY {why}"))?;
+    }
     let mut db = Db::connect(&config.database_url, config.db_pool_size).await?;
     db.embedders = Arc::new(search::registry::Registry::from_config(&config.embedders).await?);
     for e in db.embedders.available() {
@@ -63,10 +68,26 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         tracing::info!(embedder = %u.name, reason = %u.reason, "embedder unavailable");
     }
     db.migrate().await?;
-    let generated_admin_key = directory::bootstrap(&db, config.admin_key.as_deref())
+    let generated_admin_key = match directory::bootstrap(&db, config.admin_key.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!(e.message()))
-        .context("first-start bootstrap")?;
+        .context("admin key (first-start bootstrap or MEMSPACE_ADMIN_KEY)")?
+    {
+        directory::Bootstrap::Generated(key) => Some(key),
+        directory::Bootstrap::Chosen => {
+            tracing::info!("first start: the admin key is MEMSPACE_ADMIN_KEY");
+            None
+        }
+        directory::Bootstrap::Unchanged => None,
+        directory::Bootstrap::Rotated { revoked } => {
+            tracing::warn!(
+                revoked,
+                "admin key rotated: MEMSPACE_ADMIN_KEY differs from the stored admin key, so it \
+                 replaces it; the previous admin key no longer works"
+            );
+            None
+        }
+    };
     if db.bus.is_postgres() {
         events::spawn_listener(db.bus.clone(), config.database_url.clone());
     }

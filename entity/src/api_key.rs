@@ -12,6 +12,9 @@ pub struct Model {
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
+    /// `API` (createApiKey), `CLI` (`memspace admin …`) or `BOOTSTRAP` (the admin key of the
+    /// first start, replaced when `MEMSPACE_ADMIN_KEY` changes).
+    pub origin: String,
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
 }

@@ -11,7 +11,11 @@ pub struct Model {
     pub permission: String,
     pub prefix: String,
     pub token_hash: String,
+    /// The user or agent that minted the token: it works only while this principal holds
+    /// OWNER on the space.
     pub created_by: Uuid,
+    /// `USER` or `AGENT`.
+    pub created_by_kind: String,
     pub expires_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,

@@ -8,6 +8,7 @@ mod m20261127_000004_workspaces;
 mod m20261127_000005_index_versions;
 mod m20261127_000006_memory_quality;
 mod m20261127_000007_space_counters;
+mod m20261202_000008_credentials;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_index_versions::Migration),
             Box::new(m20261127_000006_memory_quality::Migration),
             Box::new(m20261127_000007_space_counters::Migration),
+            Box::new(m20261202_000008_credentials::Migration),
         ]
     }
 }

@@ -608,3 +608,33 @@ impl TestApp {
         .await;
     }
 }
+
+impl TestApp {
+    /// A restart on this one's database with another `MEMSPACE_ADMIN_KEY` (the returned app's
+    /// `admin_key` is the new one).
+    pub async fn reopen_as(&self, admin_key: &str) -> anyhow::Result<TestApp> {
+        let mut config = Config::new(self.database_url.clone());
+        config.admin_key = Some(admin_key.to_string());
+        config.db_pool_size = 4;
+        let app = memspace::build(&config).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let header_read_timeout = app.limits.header_read_timeout;
+        tokio::spawn(memspace::http::serve(
+            listener,
+            app.router,
+            header_read_timeout,
+            std::future::pending(),
+        ));
+        Ok(TestApp {
+            url: format!("http://{addr}"),
+            admin_key: admin_key.to_string(),
+            client: reqwest::Client::new(),
+            db: app.db,
+            recall: app.recall,
+            index: app.index,
+            database_url: config.database_url.clone(),
+            _dir: None,
+        })
+    }
+}

@@ -8,6 +8,7 @@ mod access_matrix;
 mod access_property;
 mod auth;
 mod browser;
+mod credentials;
 mod embedders;
 mod hardening;
 mod identity;

@@ -29,6 +29,14 @@ pub fn workspace_role(principal: &Principal, workspace_id: uuid::Uuid) -> Option
         .map(|(_, r)| *r)
 }
 
+/// Whether `principal` may read the personal data (e-mail, roles, departments) of a user of
+/// `organization_id`: only users and agents of that same organization. A caller from another
+/// organization may not, and neither may a space token: it reaches only its space, so to the
+/// directory it is as foreign as another tenant, whatever organization its space belongs to.
+pub fn reads_personal_data(principal: &Principal, organization_id: uuid::Uuid) -> bool {
+    principal.is_member() && principal.organization_id == organization_id
+}
+
 /// Whether `grant` (a row of the space's grants) applies to `principal`.
 fn grant_applies(principal: &Principal, grant: &space_grant::Model) -> bool {
     let Some(kind) = SubjectKind::parse(&grant.subject_kind) else {
@@ -354,10 +362,15 @@ mod tests {
         token.token = Some(TokenScope {
             space_id: s.id,
             permission: Permission::Edit,
+            expires_at: None,
         });
         assert_eq!(permission(&token, &s, &[]), Permission::Edit);
         let other = space(org, owner.id, ACCESS_PUBLIC);
         assert_eq!(permission(&token, &other, &[]), Permission::None);
+        // Personal data of its own organization's users is as closed to it as to a foreigner.
+        assert!(!reads_personal_data(&token, org));
+        assert!(reads_personal_data(&owner, org));
+        assert!(!reads_personal_data(&principal(Uuid::now_v7(), true), org));
     }
 
     #[test]

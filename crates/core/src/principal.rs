@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::vocab::{Permission, WorkspaceRole};
@@ -29,11 +30,13 @@ impl PrincipalKind {
     }
 }
 
-/// What a space token may reach: one space, with VIEW or EDIT.
+/// What a space token may reach: one space, with VIEW or EDIT, until it expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenScope {
     pub space_id: Uuid,
     pub permission: Permission,
+    /// When the token stops working (a cached principal must not outlive it).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The identity a request runs as, resolved once from its credential.

@@ -1,7 +1,7 @@
 //! The directory domain: who exists in an organization, and their keys.
 pub mod batch;
 use crate::db::Db;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, Set,
@@ -31,32 +31,143 @@ pub struct AdminKey {
     pub secret: String,
 }
 
-/// First start on an empty database: organization `default`, an admin user and an admin key.
-/// Returns the key when one was generated (it must be shown once); `None` when the database was
-/// already set up or the operator chose the key.
-pub async fn bootstrap(db: &Db, chosen_key: Option<&str>) -> AppResult<Option<String>> {
+/// What [`bootstrap`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// First start without `MEMSPACE_ADMIN_KEY`: this key was generated and must be shown once.
+    Generated(String),
+    /// First start with the operator's key.
+    Chosen,
+    /// The database was set up before, and the admin key (if one was given) is already the
+    /// working admin key.
+    Unchanged,
+    /// `MEMSPACE_ADMIN_KEY` differs from the stored admin key: it replaced it, and the previous
+    /// one(s) (`revoked`) no longer work.
+    Rotated { revoked: u64 },
+}
+
+/// At start-up: on an empty database, organization `default`, an admin user and an admin key
+/// (the operator's `chosen_key`, or a generated one). On a database set up before, a
+/// `chosen_key` that is not already a working key replaces the admin key of the first start
+/// (origin BOOTSTRAP, organization `default`): the new key works, the previous one no longer
+/// does. Keys made with `memspace admin` or `createApiKey` are not touched.
+pub async fn bootstrap(db: &Db, chosen_key: Option<&str>) -> AppResult<Bootstrap> {
     if let Some(key) = chosen_key {
         keys::validate_chosen_key(key)
             .map_err(|why| AppError::validation("MEMSPACE_ADMIN_KEY", why))?;
     }
-    let txn = db.begin_write().await?;
-    if organization::Entity::find().count(&txn).await? > 0 {
-        return Ok(None);
+    let mut txn = db.begin_write().await?;
+    if organization::Entity::find().count(&txn).await? == 0 {
+        let key = match chosen_key {
+            Some(k) => keys::from_secret(k.to_string()),
+            None => keys::generate(),
+        };
+        let origin = keys::ORIGIN_BOOTSTRAP;
+        let created = insert_org_with_admin(&txn, DEFAULT_ORG_HANDLE, "Default", key, origin).await;
+        return match created {
+            Ok(admin) => {
+                txn.commit().await?;
+                Ok(match chosen_key {
+                    Some(_) => Bootstrap::Chosen,
+                    None => Bootstrap::Generated(admin.secret),
+                })
+            }
+            // Another process bootstrapped concurrently: that is fine.
+            Err(AppError::AlreadyExists(_)) => Ok(Bootstrap::Unchanged),
+            Err(e) => Err(e),
+        };
     }
-    let key = match chosen_key {
-        Some(k) => keys::from_secret(k.to_string()),
-        None => keys::generate(),
+    let Some(chosen) = chosen_key else {
+        return Ok(Bootstrap::Unchanged);
     };
-    let created = insert_org_with_admin(&txn, DEFAULT_ORG_HANDLE, "Default", key).await;
-    match created {
-        Ok(admin) => {
-            txn.commit().await?;
-            Ok(chosen_key.is_none().then_some(admin.secret))
+    let key = keys::from_secret(chosen.to_string());
+    if let Some(known) = api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(key.hash.as_str()))
+        .one(&txn)
+        .await?
+    {
+        if known.revoked_at.is_none() {
+            return Ok(Bootstrap::Unchanged);
         }
-        // Another process bootstrapped concurrently: that is fine.
-        Err(AppError::AlreadyExists(_)) => Ok(None),
-        Err(e) => Err(e),
+        // Bringing a revoked key back to life would undo someone's revocation.
+        return Err(AppError::validation(
+            "MEMSPACE_ADMIN_KEY",
+            "this key was revoked; choose a new one",
+        ));
     }
+    let org = organization::Entity::find()
+        .filter(organization::Column::Handle.eq(DEFAULT_ORG_HANDLE))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| {
+            AppError::validation(
+                "MEMSPACE_ADMIN_KEY",
+                "the database has no organization `default` to give this admin key to",
+            )
+        })?;
+    let previous = api_key::Entity::find()
+        .filter(api_key::Column::OrganizationId.eq(org.id))
+        .filter(api_key::Column::Origin.eq(keys::ORIGIN_BOOTSTRAP))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .order_by_desc(api_key::Column::CreatedAt)
+        .all(&txn)
+        .await?;
+    // The holder of the admin key so far, while still an admin; else the first admin.
+    let mut admin = None;
+    for user_id in previous.iter().filter_map(|k| k.user_id) {
+        admin = user::Entity::find_by_id(user_id)
+            .filter(user::Column::IsAdmin.eq(true))
+            .one(&txn)
+            .await?;
+        if admin.is_some() {
+            break;
+        }
+    }
+    let admin = match admin {
+        Some(a) => a,
+        None => user::Entity::find()
+            .filter(user::Column::OrganizationId.eq(org.id))
+            .filter(user::Column::IsAdmin.eq(true))
+            .order_by_asc(user::Column::CreatedAt)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                AppError::validation(
+                    "MEMSPACE_ADMIN_KEY",
+                    "organization `default` has no admin user to give this admin key to",
+                )
+            })?,
+    };
+    let revoked = if previous.is_empty() {
+        0
+    } else {
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .filter(api_key::Column::Id.is_in(previous.iter().map(|k| k.id)))
+            .exec(&txn)
+            .await?
+            .rows_affected
+    };
+    let inserted = insert_key(
+        &txn,
+        org.id,
+        Some(admin.id),
+        None,
+        "admin",
+        key,
+        keys::ORIGIN_BOOTSTRAP,
+    )
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // Another replica applied the same key concurrently.
+        Err(AppError::AlreadyExists(_)) => return Ok(Bootstrap::Unchanged),
+        Err(e) => return Err(e),
+    }
+    // Caches of every replica drop the revoked key.
+    txn.access_changed().await?;
+    txn.commit().await?;
+    Ok(Bootstrap::Rotated { revoked })
 }
 
 /// `memspace admin create-org`: a new organization with an admin user and key.
@@ -64,7 +175,8 @@ pub async fn create_organization(db: &Db, handle: &str, name: &str) -> AppResult
     let handle = validate::handle("handle", handle)?;
     let name = validate::text("name", name, 1, 255)?;
     let txn = db.begin_write().await?;
-    let admin = insert_org_with_admin(&txn, &handle, &name, keys::generate()).await?;
+    let admin =
+        insert_org_with_admin(&txn, &handle, &name, keys::generate(), keys::ORIGIN_CLI).await?;
     txn.commit().await?;
     Ok(admin)
 }
@@ -74,6 +186,7 @@ async fn insert_org_with_admin(
     handle: &str,
     name: &str,
     key: keys::NewKey,
+    origin: &str,
 ) -> AppResult<AdminKey> {
     let org = organization::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -97,7 +210,7 @@ async fn insert_org_with_admin(
     .insert(db)
     .await?;
     let secret = key.secret.clone();
-    insert_key(db, org.id, Some(admin.id), None, "admin", key).await?;
+    insert_key(db, org.id, Some(admin.id), None, "admin", key, origin).await?;
     Ok(AdminKey {
         organization: org,
         secret,
@@ -122,7 +235,16 @@ pub async fn create_admin_key(db: &Db, org_handle: &str) -> AppResult<AdminKey> 
         .ok_or_else(|| AppError::not_found("admin user of organization", org_handle))?;
     let key = keys::generate();
     let secret = key.secret.clone();
-    insert_key(db, org.id, Some(admin.id), None, "admin (cli)", key).await?;
+    insert_key(
+        db,
+        org.id,
+        Some(admin.id),
+        None,
+        "admin (cli)",
+        key,
+        keys::ORIGIN_CLI,
+    )
+    .await?;
     txn.commit().await?;
     Ok(AdminKey {
         organization: org,
@@ -137,6 +259,7 @@ async fn insert_key(
     agent_id: Option<Uuid>,
     name: &str,
     key: keys::NewKey,
+    origin: &str,
 ) -> AppResult<api_key::Model> {
     api_key::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -146,6 +269,7 @@ async fn insert_key(
         name: Set(name.to_string()),
         prefix: Set(key.prefix),
         key_hash: Set(key.hash),
+        origin: Set(origin.to_string()),
         created_at: Set(now()),
         revoked_at: Set(None),
     }
@@ -380,6 +504,7 @@ pub async fn create_api_key(
         agent_id,
         &name,
         key,
+        keys::ORIGIN_API,
     )
     .await?;
     audit::record(

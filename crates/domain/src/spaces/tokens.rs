@@ -1,4 +1,6 @@
 //! Space tokens: bearer credentials for exactly one space, VIEW or EDIT, optionally expiring.
+//! A token records who minted it and works only while that principal holds OWNER on the space
+//! (checked on every authentication, see `auth::authenticate`).
 use crate::db::Db;
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -47,6 +49,7 @@ pub async fn create(
         prefix: Set(key.prefix),
         token_hash: Set(key.hash),
         created_by: Set(principal.id),
+        created_by_kind: Set(principal.kind.as_str().to_string()),
         expires_at: Set(expires_at),
         created_at: Set(now()),
         revoked_at: Set(None),

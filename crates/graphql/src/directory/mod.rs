@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::context::{input_id, loader_err, resource_id, Ctx};
 use entity::{agent, api_key, department, organization, role, user};
+use memspace_core::access::reads_personal_data;
 use memspace_core::error::AppError;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::directory::{self as service, KeyHolder};
@@ -44,9 +45,11 @@ pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> Result<Organizati
 pub struct User(pub user::Model);
 
 impl User {
-    fn same_org(&self, ctx: &Context<'_>) -> bool {
+    /// Whether the caller may see this user's personal fields (same organization, not a space
+    /// token: see `access::reads_personal_data`).
+    fn personal_data_visible(&self, ctx: &Context<'_>) -> bool {
         ctx.principal()
-            .is_ok_and(|p| p.organization_id == self.0.organization_id)
+            .is_ok_and(|p| reads_personal_data(p, self.0.organization_id))
     }
 }
 
@@ -58,9 +61,11 @@ impl User {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// The user's e-mail; null when the viewer belongs to another organization.
+    /// The user's e-mail; null when the viewer belongs to another organization or is a space
+    /// token.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        self.same_org(ctx).then_some(self.0.email.as_str())
+        self.personal_data_visible(ctx)
+            .then_some(self.0.email.as_str())
     }
     /// Org admins hold full control over every space of their organization.
     async fn is_admin(&self) -> bool {
@@ -69,9 +74,10 @@ impl User {
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.0.organization_id).await
     }
-    /// The user's roles (empty when the viewer belongs to another organization).
+    /// The user's roles (empty when the viewer belongs to another organization or is a space
+    /// token).
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
-        if !self.same_org(ctx) {
+        if !self.personal_data_visible(ctx) {
             return Ok(vec![]);
         }
         let roles = ctx
@@ -82,9 +88,10 @@ impl User {
             .map_err(loader_err)?;
         Ok(roles.unwrap_or_default().into_iter().map(Role).collect())
     }
-    /// The user's departments (empty when the viewer belongs to another organization).
+    /// The user's departments (empty when the viewer belongs to another organization or is a
+    /// space token).
     async fn departments(&self, ctx: &Context<'_>) -> Result<Vec<Department>> {
-        if !self.same_org(ctx) {
+        if !self.personal_data_visible(ctx) {
             return Ok(vec![]);
         }
         let departments = ctx
@@ -202,7 +209,8 @@ impl ApiKey {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// The first characters of the key, to recognise it.
+    /// The first characters of a generated key (`msk_` and 8 more), to recognise it; empty for
+    /// an operator-chosen key (`MEMSPACE_ADMIN_KEY`), none of whose characters are stored.
     async fn prefix(&self) -> &str {
         &self.0.prefix
     }

@@ -86,6 +86,16 @@ impl SpaceToken {
     async fn prefix(&self) -> &str {
         &self.0.prefix
     }
+    /// Who minted the token. It works only while this user or agent holds OWNER on the space
+    /// (owner, org admin, workspace ADMIN/OWNER): removed from the workspace or demoted, the
+    /// creator takes the token with them. Null if the creator no longer exists (the token does
+    /// not work then either).
+    async fn created_by(&self, ctx: &Context<'_>) -> Result<Option<PrincipalObject>> {
+        let Some(kind) = PrincipalKind::parse(&self.0.created_by_kind) else {
+            return Ok(None);
+        };
+        load_principal(ctx, kind, self.0.created_by).await
+    }
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
@@ -901,6 +911,7 @@ impl SpaceMutation {
     }
 
     /// Creates a bearer token for one space (OWNER permission). The secret is shown only here.
+    /// The token works only while its creator (`SpaceToken.createdBy`) holds OWNER on the space.
     async fn create_space_token(
         &self,
         ctx: &Context<'_>,
