@@ -135,11 +135,10 @@ impl Selections {
                     Value::Boolean(b) => Some(b),
                     _ => None,
                 });
-            match (name, condition) {
-                ("skip", Some(true)) => true,
-                ("include", Some(false)) => true,
-                _ => false,
-            }
+            matches!(
+                (name, condition),
+                ("skip", Some(true)) | ("include", Some(false))
+            )
         })
     }
 
