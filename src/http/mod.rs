@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`;
+//! The HTTP surface: `/graphql` (POST, GET, GraphiQL, and a WebSocket upgrade for
+//! subscriptions, the same transport as `/graphql/ws`), `/healthz`, `/readyz`, `/metrics`;
 //! `/mcp` (the Model Context Protocol, see `crate::mcp`); authentication, limits, rate limiting,
 //! timeouts, tracing and metrics around every request.
 //!

@@ -1,4 +1,5 @@
-//! The GraphQL-over-WebSocket transport (graphql-transport-ws): authenticates `connection_init`,
+//! The GraphQL-over-WebSocket transport (graphql-transport-ws, and the legacy graphql-ws), on
+//! `/graphql` and `/graphql/ws` alike: authenticates `connection_init`,
 //! then runs every operation sent on the socket through the same admission as HTTP
 //! ([`super::gate`]): the credential as it stands now, the rate limit, the query limits, fresh
 //! loaders, the request timeout and the response size cap. A socket whose credential stops
