@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`;
+//! The HTTP surface: `/graphql` (POST, GET, GraphiQL, and a WebSocket upgrade for
+//! subscriptions, the same transport as `/graphql/ws`), `/healthz`, `/readyz`, `/metrics`;
 //! `/mcp` (the Model Context Protocol, see `crate::mcp`); authentication, limits, rate limiting,
 //! timeouts, tracing and metrics around every request.
 //!
@@ -68,12 +69,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /graphql/ws`: subscriptions over graphql-transport-ws (and the legacy
-/// subscriptions-transport-ws). The key comes in `connection_init`'s payload
-/// (`{"authorization": "Bearer <key>"}`, or `"Token <key>"`, or `{"x-api-key": "<key>"}`);
-/// none or a bad one closes the socket with 4403.
+/// subscriptions-transport-ws, subprotocol `graphql-ws`). `GET /graphql` with an upgrade
+/// request lands here too. The key comes in `connection_init`'s payload
+/// (`{"authorization": "Bearer <key>"}`, or `"Token <key>"`, or `{"x-api-key": "<key>"}`, or
+/// any of those inside `{"headers": {…}}`); none or a bad one closes the socket with 4403.
 async fn graphql_ws(
     State(state): State<AppState>,
     headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    upgrade_to_graphql_ws(state, &headers, upgrade)
+}
+
+/// The one WebSocket entry of both paths: the same protocol choice, the same transport (and so
+/// the same gate, limits, init timeout and subscription caps).
+fn upgrade_to_graphql_ws(
+    state: AppState,
+    headers: &HeaderMap,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
     use std::str::FromStr;
@@ -88,6 +100,14 @@ async fn graphql_ws(
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| ws::serve(state, protocol, socket))
+}
+
+/// Whether the request asks to become a WebSocket (`Upgrade: websocket`).
+fn wants_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -199,12 +219,23 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
-/// GET with a `query` parameter runs a query; a bare GET (a browser) gets GraphiQL.
+/// GET with a `query` parameter runs a query; a bare GET (a browser) gets GraphiQL; a
+/// WebSocket upgrade serves subscriptions, as on `/graphql/ws`.
 async fn graphql_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> Response {
+    if wants_websocket(&headers) {
+        return match upgrade {
+            Ok(upgrade) => upgrade_to_graphql_ws(state, &headers, upgrade),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     let raw = uri.query().unwrap_or_default();
     let has_query = raw.split('&').any(|kv| kv.starts_with("query="));
     if !has_query {

@@ -1,4 +1,5 @@
-//! The GraphQL-over-WebSocket transport (graphql-transport-ws): authenticates `connection_init`,
+//! The GraphQL-over-WebSocket transport (graphql-transport-ws, and the legacy graphql-ws), on
+//! `/graphql` and `/graphql/ws` alike: authenticates `connection_init`,
 //! then runs every operation sent on the socket through the same admission as HTTP
 //! ([`super::gate`]): the credential as it stands now, the rate limit, the query limits, fresh
 //! loaders, the request timeout and the response size cap. A socket whose credential stops
@@ -24,9 +25,27 @@ use memspace_domain::auth as keys;
 use memspace_domain::events::BusMessage;
 use memspace_graphql::memories::subscription::WsCredential;
 
-/// The credential of a `connection_init` payload, in the same three forms as the HTTP headers.
+/// The credential of a `connection_init` payload, in the same three forms as the HTTP headers,
+/// at the top of the payload or inside its `headers` object (as Apollo Client and Hasura's
+/// clients send it: `{"headers": {"Authorization": "Bearer <key>"}}`).
 fn credential(payload: &serde_json::Value) -> Option<String> {
     let obj = payload.as_object()?;
+    let has_own = obj.keys().any(|k| {
+        ["authorization", "x-api-key", "apiKey"]
+            .iter()
+            .any(|name| k.eq_ignore_ascii_case(name))
+    });
+    if !has_own {
+        let headers = obj
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("headers"))
+            .map(|(_, v)| v)?;
+        return credential_in(headers.as_object()?);
+    }
+    credential_in(obj)
+}
+
+fn credential_in(obj: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
     let get = |name: &str| {
         obj.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -274,6 +293,51 @@ impl Executor for Operations {
     }
 }
 
+/// Gives the errors of a protocol-level message (`connection_error`, `error`: those the
+/// protocol handler writes itself, outside any operation's response) a `code` and a
+/// `traceId`, as every error has; the trace id is logged with the message. Operation results
+/// (`next`, `data`) were labelled by [`gate::label_errors`] already.
+fn labelled(text: String) -> String {
+    if !(text.starts_with(r#"{"type":"connection_error""#)
+        || text.starts_with(r#"{"type":"error""#))
+    {
+        return text;
+    }
+    let Ok(mut message) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return text;
+    };
+    let trace_id = new_trace_id();
+    let label = |error: &mut serde_json::Value| {
+        let Some(error) = error.as_object_mut() else {
+            return;
+        };
+        let refused = error
+            .get("message")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| m.starts_with(FORBIDDEN_PREFIX));
+        let ext = error
+            .entry("extensions")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(ext) = ext.as_object_mut() {
+            let code = if refused {
+                "UNAUTHENTICATED"
+            } else {
+                "BAD_REQUEST"
+            };
+            ext.entry("code").or_insert_with(|| code.into());
+            ext.entry("traceId")
+                .or_insert_with(|| trace_id.clone().into());
+        }
+    };
+    match message.get_mut("payload") {
+        Some(serde_json::Value::Array(errors)) => errors.iter_mut().for_each(label),
+        Some(error) => label(error),
+        None => return text,
+    }
+    tracing::info!(trace_id = %trace_id, message = %message, "WebSocket protocol error");
+    message.to_string()
+}
+
 /// Serves one WebSocket connection.
 pub async fn serve(
     state: AppState,
@@ -320,7 +384,7 @@ pub async fn serve(
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
         .on_connection_init(on_init)
         .map(|msg| match msg {
-            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Text(text) => Message::Text(labelled(text).into()),
             WsMessage::Close(code, reason) => {
                 let code = if reason.starts_with(FORBIDDEN_PREFIX) {
                     FORBIDDEN_CLOSE
@@ -394,5 +458,55 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connection_init_takes_the_key_at_the_top_or_in_headers() {
+        for payload in [
+            json!({ "authorization": "Bearer k1" }),
+            json!({ "Authorization": "Token k1" }),
+            json!({ "x-api-key": "k1" }),
+            json!({ "apiKey": "k1" }),
+            json!({ "headers": { "Authorization": "Bearer k1" } }),
+            json!({ "headers": { "x-api-key": "k1" } }),
+            json!({ "Headers": { "authorization": "bearer  k1 " } }),
+        ] {
+            assert_eq!(credential(&payload).as_deref(), Some("k1"), "{payload}");
+        }
+        for payload in [
+            json!({}),
+            json!(null),
+            json!({ "headers": {} }),
+            json!({ "headers": "Bearer k1" }),
+            json!({ "headers": { "Authorization": "Basic k1" } }),
+            json!({ "authorization": "Basic k1", "headers": { "authorization": "Bearer k2" } }),
+        ] {
+            assert_eq!(credential(&payload), None, "{payload}");
+        }
+    }
+
+    #[test]
+    fn protocol_errors_get_a_code_and_a_trace_id() {
+        // As async-graphql writes it: the tag first.
+        let text = labelled(
+            r#"{"type":"connection_error","payload":{"message":"Forbidden: no key"}}"#.into(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["payload"]["extensions"]["code"], "UNAUTHENTICATED");
+        assert_eq!(
+            v["payload"]["extensions"]["traceId"]
+                .as_str()
+                .unwrap()
+                .len(),
+            32
+        );
+        let next = r#"{"type":"next","id":"1","payload":{"errors":[{"message":"x"}]}}"#;
+        assert_eq!(labelled(next.into()), next);
     }
 }

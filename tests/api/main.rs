@@ -24,4 +24,5 @@ mod search_property;
 mod sharing;
 mod spaces;
 mod transfer;
+mod transport;
 mod workspaces;

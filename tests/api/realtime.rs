@@ -51,7 +51,12 @@ impl Ws {
     /// subprotocol and sends `connection_init` with `payload` (none when it is null); does not
     /// wait for the answer.
     pub(crate) async fn open(base: &str, payload: Value) -> Ws {
-        let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
+        Ws::open_on(base, "/graphql/ws", payload).await
+    }
+
+    /// `open` on another path of the server (`/graphql` upgrades too).
+    pub(crate) async fn open_on(base: &str, path: &str, payload: Value) -> Ws {
+        let url = format!("{}{path}", base.replacen("http", "ws", 1));
         let mut request = url.as_str().into_client_request().expect("ws request");
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",

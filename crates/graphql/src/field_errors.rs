@@ -9,16 +9,27 @@
 //! with its declared return type: a failed nullable one resolves to `null` (its error kept), a
 //! failed non-null one is recorded and fails its parent, recursively. Failures that only carry a
 //! child's `null` upwards use a marker error that is removed before the response leaves.
+//!
+//! The same hook puts every object's keys back in selection order ("CollectFields"): 7.2.1
+//! resolves an object's fields concurrently and inserts each into the result as it completes,
+//! so `viewer { roles principal }` could come back as `{"principal", "roles"}` from one run to
+//! the next.
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
     NextResolve, NextSubscribe, ResolveInfo,
 };
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
+use async_graphql::parser::types::{
+    Directive, DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType,
+    Selection, SelectionSet,
+};
+use async_graphql::registry::{MetaType, Registry};
 use async_graphql::{
-    QueryPathNode, QueryPathSegment, Request, Response, ServerError, ServerResult, Value, Variables,
+    Name, Positioned, QueryPathNode, QueryPathSegment, Request, Response, ServerError,
+    ServerResult, Value, Variables,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -64,6 +75,179 @@ struct Shared {
     /// Set once anything failed: until then the hook costs one atomic load per field.
     any: AtomicBool,
     state: Mutex<State>,
+    /// What the key order of the response depends on, from `parse_query`.
+    order: OnceLock<Selections>,
+}
+
+/// The selections of the executed operation: its root selection set and type, its fragments
+/// and the variables its `@skip`/`@include` read.
+struct Selections {
+    root: SelectionSet,
+    root_type: String,
+    fragments: HashMap<Name, Positioned<FragmentDefinition>>,
+    variables: Variables,
+}
+
+impl Selections {
+    fn of(
+        doc: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+        registry: &Registry,
+    ) -> Option<Selections> {
+        let operation = match (&doc.operations, operation_name) {
+            (DocumentOperations::Single(op), _) => op,
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+            (DocumentOperations::Multiple(_), None) => return None,
+        };
+        let root_type = match operation.node.ty {
+            OperationType::Query => Some(registry.query_type.clone()),
+            OperationType::Mutation => registry.mutation_type.clone(),
+            OperationType::Subscription => registry.subscription_type.clone(),
+        }?;
+        Some(Selections {
+            root: operation.node.selection_set.node.clone(),
+            root_type,
+            fragments: doc.fragments.clone(),
+            variables: variables.clone(),
+        })
+    }
+
+    /// Whether `@skip`/`@include` leave a selection out (a variable that is not given counts
+    /// as keeping it).
+    fn excluded(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().any(|d| {
+            let name = d.node.name.node.as_str();
+            if name != "skip" && name != "include" {
+                return false;
+            }
+            let condition = d
+                .node
+                .get_argument("if")
+                .and_then(|v| {
+                    let vars = &self.variables;
+                    (v.node.clone())
+                        .into_const_with(|var| vars.get(&var).cloned().ok_or(()))
+                        .ok()
+                })
+                .and_then(|v| match v {
+                    Value::Boolean(b) => Some(b),
+                    _ => None,
+                });
+            matches!(
+                (name, condition),
+                ("skip", Some(true)) | ("include", Some(false))
+            )
+        })
+    }
+
+    /// The response keys `set` selects on an object of type `ty`, in order of first
+    /// occurrence, each with its field name.
+    fn keys<'s>(
+        &'s self,
+        set: &'s SelectionSet,
+        ty: &str,
+        registry: &Registry,
+        out: &mut Vec<(&'s str, &'s str)>,
+    ) {
+        let applies = |on: &str| {
+            on == ty
+                || registry
+                    .types
+                    .get(on)
+                    .is_some_and(|t| t.is_possible_type(ty))
+        };
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    if self.excluded(&field.node.directives) {
+                        continue;
+                    }
+                    let key = field.node.response_key().node.as_str();
+                    if !out.iter().any(|(k, _)| *k == key) {
+                        out.push((key, field.node.name.node.as_str()));
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    if self.excluded(&spread.node.directives) {
+                        continue;
+                    }
+                    if let Some(fragment) = self.fragments.get(&spread.node.fragment_name.node) {
+                        if applies(fragment.node.type_condition.node.on.node.as_str()) {
+                            self.keys(&fragment.node.selection_set.node, ty, registry, out);
+                        }
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    if self.excluded(&inline.node.directives) {
+                        continue;
+                    }
+                    let on = inline.node.type_condition.as_ref();
+                    if on.is_none_or(|c| applies(c.node.on.node.as_str())) {
+                        self.keys(&inline.node.selection_set.node, ty, registry, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts the keys of `object`, the value of a field of (qualified) type `return_type`
+    /// selecting `set`, in selection order. Scalars (a `JSON` object) are left as they are.
+    fn sort(
+        &self,
+        object: &mut async_graphql::indexmap::IndexMap<Name, Value>,
+        set: &SelectionSet,
+        return_type: &str,
+        registry: &Registry,
+    ) {
+        if object.len() < 2 {
+            return;
+        }
+        let named = return_type.trim_matches(|c| c == '[' || c == ']' || c == '!');
+        let mut keys = Vec::new();
+        match registry.types.get(named) {
+            Some(MetaType::Object { .. }) => self.keys(set, named, registry, &mut keys),
+            Some(ty @ (MetaType::Interface { .. } | MetaType::Union { .. })) => {
+                // The runtime type is the one `__typename` names, or else the first possible
+                // type whose selection is exactly the keys present.
+                let mut all = Vec::new();
+                self.keys(set, named, registry, &mut all);
+                let typename = all.iter().find_map(|(key, field)| match object.get(*key) {
+                    Some(Value::String(t)) if *field == "__typename" => Some(t.clone()),
+                    _ => None,
+                });
+                let possible = ty.possible_types().into_iter().flatten();
+                for candidate in possible {
+                    if typename.as_ref().is_some_and(|t| t != candidate) {
+                        continue;
+                    }
+                    keys.clear();
+                    self.keys(set, candidate, registry, &mut keys);
+                    if keys.len() == object.len()
+                        && keys.iter().all(|(k, _)| object.contains_key(*k))
+                    {
+                        break;
+                    }
+                }
+            }
+            _ => return,
+        }
+        sort_keys(object, &keys);
+    }
+}
+
+/// Orders `object` like `keys` (keys it does not list go last, in their current order).
+fn sort_keys(object: &mut async_graphql::indexmap::IndexMap<Name, Value>, keys: &[(&str, &str)]) {
+    let position = |k: &Name| {
+        keys.iter()
+            .position(|(key, _)| *key == k.as_str())
+            .unwrap_or(usize::MAX)
+    };
+    if object.keys().map(position).is_sorted() {
+        return;
+    }
+    object.sort_by(|a, _, b, _| position(a).cmp(&position(b)));
 }
 
 #[derive(Default)]
@@ -92,6 +276,16 @@ impl Shared {
     /// Finishes a response: markers out, the nulled fields' errors in (in document order),
     /// and `data` null when a non-null root field failed.
     fn finish(&self, mut response: Response) -> Response {
+        if let (Some(order), Value::Object(root)) = (self.order.get(), &mut response.data) {
+            let mut keys = Vec::new();
+            order.keys(
+                &order.root,
+                &order.root_type,
+                &Registry::default(),
+                &mut keys,
+            );
+            sort_keys(root, &keys);
+        }
         if !self.any.load(Ordering::Acquire) {
             return response;
         }
@@ -155,7 +349,12 @@ impl Extension for PerRequest {
         let shared = &self.0;
         let non_null = info.return_type.ends_with('!');
         let node = info.path_node;
-        let result = next.run(ctx, info).await;
+        let (return_type, field) = (info.return_type, info.field);
+        let mut result = next.run(ctx, info).await;
+        if let (Ok(Some(Value::Object(object))), Some(order)) = (&mut result, shared.order.get()) {
+            let registry = &ctx.schema_env.registry;
+            order.sort(object, &field.selection_set.node, return_type, registry);
+        }
         let child_failed =
             || shared.any.load(Ordering::Acquire) && shared.take_failed_below(&path_of(node));
         let failure = match result {
@@ -205,10 +404,14 @@ impl Extension for PerRequest {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match missing_variable(&doc, name.as_deref(), variables) {
-            Some(e) => Err(e),
-            None => Ok(doc),
+        if let Some(e) = missing_variable(&doc, name.as_deref(), variables) {
+            return Err(e);
         }
+        let registry = &ctx.schema_env.registry;
+        if let Some(selections) = Selections::of(&doc, name.as_deref(), variables, registry) {
+            let _ = self.0.order.set(selections);
+        }
+        Ok(doc)
     }
 
     async fn execute(
