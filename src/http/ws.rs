@@ -54,6 +54,9 @@ fn credential(payload: &serde_json::Value) -> Option<String> {
 const FORBIDDEN_CLOSE: u16 = 4403;
 /// Closes the socket with this code when `connection_init` did not come in time.
 const INIT_TIMEOUT_CLOSE: u16 = 4408;
+/// Closes the socket with this code (RFC 6455 "message too big") when a message exceeds the
+/// HTTP body limit.
+const TOO_BIG_CLOSE: u16 = 1009;
 
 const FORBIDDEN_PREFIX: &str = "Forbidden: ";
 
@@ -281,14 +284,6 @@ pub async fn serve(
     socket: WebSocket,
 ) {
     let (mut sink, source) = socket.split();
-    let input = source
-        .take_while(|res| std::future::ready(res.is_ok()))
-        .filter_map(|msg| {
-            std::future::ready(match msg {
-                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
-                _ => None,
-            })
-        });
     let (close_tx, mut close_rx) = tokio::sync::watch::channel(None);
     let conn = Arc::new(Conn {
         secret: OnceLock::new(),
@@ -296,6 +291,24 @@ pub async fn serve(
         subscriptions: AtomicUsize::new(0),
         close: close_tx,
     });
+    let reader = conn.clone();
+    let input = source
+        .take_while(move |res| {
+            if let Err(e) = res {
+                // tungstenite's capacity error: a message over `--max-body-bytes`.
+                let text = e.to_string();
+                if text.contains("Message too long") || text.contains("Space limit exceeded") {
+                    reader.close(TOO_BIG_CLOSE, "message too big");
+                }
+            }
+            std::future::ready(res.is_ok())
+        })
+        .filter_map(|msg| {
+            std::future::ready(match msg {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                _ => None,
+            })
+        });
     let on_init = {
         let db = state.db.clone();
         let conn = conn.clone();
@@ -341,7 +354,16 @@ pub async fn serve(
     loop {
         tokio::select! {
             item = outgoing.next() => {
-                let Some(item) = item else { break };
+                let Some(item) = item else {
+                    // The input ended; say why when there is a reason (a message too big).
+                    let pending = close_rx.borrow().clone();
+                    if let Some((code, reason)) = pending {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                            .await;
+                    }
+                    break;
+                };
                 let closing = matches!(item, Message::Close(_));
                 if sink.send(item).await.is_err() || closing {
                     break;

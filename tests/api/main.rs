@@ -11,6 +11,7 @@ mod browser;
 mod embedders;
 mod hardening;
 mod identity;
+mod input_limits;
 mod mcp;
 mod memories;
 mod quality;

@@ -144,6 +144,9 @@ pub async fn list(
     let mut select = audit_event::Entity::find().filter(cond.clone());
     if let Some(raw) = after {
         let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
+        if raw.len() > memspace_core::limits::MAX_CURSOR_CHARS {
+            return Err(bad());
+        }
         let c = Cursor::decode("after", raw, CURSOR_KIND, 2)?;
         let at = DateTime::parse_from_rfc3339(&c.values[0])
             .map_err(|_| bad())?

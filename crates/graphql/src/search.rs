@@ -3,6 +3,7 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 
 use crate::context::{resource_id, Ctx};
 use crate::memories::{Memory, MemoryFilterInput};
+use memspace_core::limits;
 use memspace_core::vocab::EmbedderKind;
 use memspace_core::vocab::SearchMode;
 use memspace_domain::search::{self as service, SearchRequest};
@@ -12,7 +13,7 @@ pub struct SearchInput {
     /// What to look for (1–4096 characters).
     query: String,
     /// Spaces to search (plus their readable linked spaces); default: every space you can read.
-    /// An id you cannot read → NOT_FOUND.
+    /// An id you cannot read → NOT_FOUND. At most 1000 ids.
     space_ids: Option<Vec<ID>>,
     #[graphql(default)]
     mode: SearchMode,
@@ -85,6 +86,12 @@ impl SearchQuery {
         input: SearchInput,
     ) -> Result<Vec<MemoryHit>> {
         let p = ctx.principal()?;
+        limits::chars("query", &input.query, limits::MAX_QUERY_CHARS)?;
+        limits::opt_list(
+            "spaceIds",
+            input.space_ids.as_deref(),
+            limits::MAX_SEARCH_SPACES,
+        )?;
         let space_ids = input
             .space_ids
             .map(|ids| {

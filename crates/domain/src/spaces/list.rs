@@ -100,16 +100,11 @@ fn filter_condition(
     }
     if let Some(glob) = &filter.name_glob {
         validate::no_nul("filter.name", glob)?;
-        if glob.chars().count() > 255 {
-            return Err(AppError::validation(
-                "filter.name",
-                "must be at most 255 characters",
-            ));
-        }
+        memspace_core::limits::chars("filter.name", glob, memspace_core::limits::MAX_GLOB_CHARS)?;
         cond = cond.add(memspace_core::glob::condition(
             backend,
             space::Column::Name,
-            glob,
+            &validate::nfc(glob),
         ));
     }
     if let Some(w) = filter.workspace_id {
@@ -190,6 +185,9 @@ pub fn cursor_of(space: &space::Model, order: OrderField) -> String {
 /// Rows strictly after the cursor in the list's order (keyset pagination on (sort key, id)).
 fn after_condition(order: OrderField, descending: bool, raw: &str) -> AppResult<Condition> {
     let bad = || AppError::invalid_argument("after", "malformed or foreign cursor");
+    if raw.len() > memspace_core::limits::MAX_CURSOR_CHARS {
+        return Err(bad());
+    }
     let (kind, col) = match order {
         OrderField::CreatedAt => (CURSOR_CREATED, space::Column::CreatedAt),
         OrderField::Name => (CURSOR_NAME, space::Column::Name),
