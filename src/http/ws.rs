@@ -54,6 +54,23 @@ fn credential(payload: &serde_json::Value) -> Option<String> {
 const FORBIDDEN_CLOSE: u16 = 4403;
 /// Closes the socket with this code when `connection_init` did not come in time.
 const INIT_TIMEOUT_CLOSE: u16 = 4408;
+/// graphql-transport-ws's close code for a message that is not a valid protocol message.
+const INVALID_MESSAGE_CLOSE: u16 = 4400;
+
+/// A close frame's reason fits in 123 bytes (a control frame carries at most 125, two of them
+/// the code); a longer one (a parse error quoting the message) is cut on a char boundary.
+fn close_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// Closes the socket with this code (RFC 6455 "message too big") when a message exceeds the
 /// HTTP body limit.
 const TOO_BIG_CLOSE: u16 = 1009;
@@ -330,19 +347,24 @@ pub async fn serve(
         state: state.clone(),
         conn: conn.clone(),
     };
+    let transport_ws = protocol == async_graphql::http::WebSocketProtocols::GraphQLWS;
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
         .on_connection_init(on_init)
-        .map(|msg| match msg {
+        .map(move |msg| match msg {
             WsMessage::Text(text) => Message::Text(text.into()),
             WsMessage::Close(code, reason) => {
                 let code = if reason.starts_with(FORBIDDEN_PREFIX) {
                     FORBIDDEN_CLOSE
+                } else if code == 1002 && transport_ws {
+                    // async-graphql closes an unparsable message with 1002; graphql-transport-ws
+                    // says 4400 "Invalid message".
+                    INVALID_MESSAGE_CLOSE
                 } else {
                     code
                 };
                 Message::Close(Some(CloseFrame {
                     code,
-                    reason: reason.into(),
+                    reason: close_reason(&reason).into(),
                 }))
             }
         });
