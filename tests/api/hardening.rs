@@ -1713,7 +1713,7 @@ async fn fire(
 
 /// Checks one fuzz answer: 200 or 4xx, a JSON object with `data` or a non-empty `errors` array
 /// whose every error has `extensions.code`, none of them INTERNAL. Returns the codes.
-fn check_answer(status: u16, body: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn check_answer(status: u16, body: &[u8]) -> Result<Vec<String>, String> {
     if !(status == 200 || (400..500).contains(&status)) {
         return Err(format!("status {status}"));
     }
@@ -2134,13 +2134,13 @@ fn ws_fuzz_case(i: usize, fx: &Fixture) -> WsCase {
     }
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<
+pub(crate) type WsStream = tokio_tungstenite::WebSocketStream<
     tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
 >;
 
 /// Opens `/graphql/ws` and sends `connection_init` with `payload`; returns the socket and the
 /// first answer: `Ok(())` for `connection_ack`, `Err(close code)` otherwise.
-async fn ws_open(url: &str, payload: Value) -> Result<(WsStream, Result<(), Option<u16>>), String> {
+pub(crate) async fn ws_open(url: &str, payload: Value) -> Result<(WsStream, Result<(), Option<u16>>), String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::http::HeaderValue;
     let url = format!("{}/graphql/ws", url.replacen("http", "ws", 1));
@@ -2169,12 +2169,12 @@ async fn ws_open(url: &str, payload: Value) -> Result<(WsStream, Result<(), Opti
     Ok((ws, first))
 }
 
-enum WsIn {
+pub(crate) enum WsIn {
     Text(Value),
     Closed(Option<u16>),
 }
 
-async fn ws_send_text(ws: &mut WsStream, text: String) -> Result<(), String> {
+pub(crate) async fn ws_send_text(ws: &mut WsStream, text: String) -> Result<(), String> {
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     ws.send(Message::Text(text.into()))
@@ -2183,7 +2183,7 @@ async fn ws_send_text(ws: &mut WsStream, text: String) -> Result<(), String> {
 }
 
 /// The next text message (pings answered) or the close, within 30 s.
-async fn ws_next(ws: &mut WsStream) -> Result<WsIn, String> {
+pub(crate) async fn ws_next(ws: &mut WsStream) -> Result<WsIn, String> {
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -2211,7 +2211,7 @@ async fn ws_next(ws: &mut WsStream) -> Result<WsIn, String> {
 }
 
 /// Every error coded, none INTERNAL.
-fn check_ws_errors(errors: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn check_ws_errors(errors: &Value) -> Result<Vec<String>, String> {
     let errors = errors
         .as_array()
         .filter(|e| !e.is_empty())
@@ -2226,7 +2226,7 @@ fn check_ws_errors(errors: &Value) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn documented_close(code: Option<u16>) -> Result<Vec<String>, String> {
+pub(crate) fn documented_close(code: Option<u16>) -> Result<Vec<String>, String> {
     match code {
         Some(c) if WS_CLOSE_CODES.contains(&c) => Ok(vec![format!("close {c}")]),
         other => Err(format!("closed with an undocumented code {other:?}")),

@@ -9,6 +9,7 @@ mod access_property;
 mod auth;
 mod browser;
 mod embedders;
+mod fuzz_deep;
 mod hardening;
 mod identity;
 mod input_limits;
