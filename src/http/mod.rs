@@ -18,7 +18,6 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
-use uuid::Uuid;
 
 pub mod gate;
 pub mod graphiql;

@@ -31,7 +31,6 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::http::metrics::Metrics;
 use crate::http::state::{AppState, ServerLimits};
 use memspace_core::error::AppError;
-use memspace_core::principal::Principal;
 use memspace_domain::db::Db;
 use memspace_engine::vector_index::VectorIndex;
 

@@ -11,7 +11,7 @@ use super::caller::Caller;
 pub use super::uri::{space_of, uri_of};
 use super::views;
 use entity::memory;
-use memspace_core::error::{AppError, AppResult};
+use memspace_core::error::AppResult;
 use memspace_domain::db::Db;
 use memspace_domain::memories::service::{self as memories, MemoryFilter};
 use memspace_domain::spaces::service::{self as spaces, ListQuery, SpaceAccess};

@@ -198,7 +198,6 @@ async fn over_ws(t: &Target, query: &str, vars: &str) -> Result<String, String> 
             },
         }
     }
-    use futures::SinkExt;
     let _ = ws.close(None).await;
     Ok(format!("ws {codes:?}"))
 }
