@@ -6,8 +6,8 @@
 //! process's RSS (the test server runs in this process) stays under a bound.
 //!
 //! `PROPTEST_CASES=500 cargo test --test api fuzz_deep -- --nocapture` for a longer run.
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,7 +75,9 @@ fn operation(shape: &Shape, space: &str) -> (String, String) {
             let mut q = String::from("query{viewer{...F0}} ");
             for k in 0..*len {
                 let spreads = format!("...F{} ", k + 1).repeat(*width);
-                q.push_str(&format!("fragment F{k} on Viewer{{roles{{id}} {spreads}}} "));
+                q.push_str(&format!(
+                    "fragment F{k} on Viewer{{roles{{id}} {spreads}}} "
+                ));
             }
             q.push_str(&format!("fragment F{len} on Viewer{{organization{{id}}}}"));
             (q, "{}".into())
@@ -294,6 +296,8 @@ async fn deep_and_long_documents_and_variables_over_http_and_websocket_are_answe
         "RSS grew from {baseline} kB to {peak} kB"
     );
     // Still serving ordinary requests.
-    let r = app.gql("{ viewer { organization { handle } } }", json!({})).await;
+    let r = app
+        .gql("{ viewer { organization { handle } } }", json!({}))
+        .await;
     assert_eq!(r.data()["viewer"]["organization"]["handle"], "default");
 }

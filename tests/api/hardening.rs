@@ -1935,8 +1935,8 @@ fn ws_fuzz_case(i: usize, fx: &Fixture) -> WsCase {
         }
         1 => {
             let (q, v) = valid_looking_operation(rng, fx);
-            let text = json!({ "id": "t", "type": "subscribe", "payload": op_payload(&q, v) })
-                .to_string();
+            let text =
+                json!({ "id": "t", "type": "subscribe", "payload": op_payload(&q, v) }).to_string();
             let mut cut = rng.gen_range(0..text.len());
             while !text.is_char_boundary(cut) {
                 cut -= 1;
@@ -2009,7 +2009,14 @@ fn ws_fuzz_case(i: usize, fx: &Fixture) -> WsCase {
         5 => {
             let wrong = pick(
                 rng,
-                &[json!("abc"), json!({}), json!([1, 2]), json!(true), json!(1.5), Value::Null],
+                &[
+                    json!("abc"),
+                    json!({}),
+                    json!([1, 2]),
+                    json!(true),
+                    json!(1.5),
+                    Value::Null,
+                ],
             );
             let q = pick(
                 rng,
@@ -2134,13 +2141,15 @@ fn ws_fuzz_case(i: usize, fx: &Fixture) -> WsCase {
     }
 }
 
-pub(crate) type WsStream = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+pub(crate) type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `/graphql/ws` and sends `connection_init` with `payload`; returns the socket and the
 /// first answer: `Ok(())` for `connection_ack`, `Err(close code)` otherwise.
-pub(crate) async fn ws_open(url: &str, payload: Value) -> Result<(WsStream, Result<(), Option<u16>>), String> {
+pub(crate) async fn ws_open(
+    url: &str,
+    payload: Value,
+) -> Result<(WsStream, Result<(), Option<u16>>), String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::http::HeaderValue;
     let url = format!("{}/graphql/ws", url.replacen("http", "ws", 1));
@@ -2197,7 +2206,9 @@ pub(crate) async fn ws_next(ws: &mut WsStream) -> Result<WsIn, String> {
                 let v: Value =
                     serde_json::from_str(&t).map_err(|e| format!("not JSON ({e}): {t}"))?;
                 if v["type"] == "ping" {
-                    let _ = ws.send(Message::Text(json!({"type": "pong"}).to_string().into())).await;
+                    let _ = ws
+                        .send(Message::Text(json!({"type": "pong"}).to_string().into()))
+                        .await;
                     continue;
                 }
                 return Ok(WsIn::Text(v));
@@ -2422,7 +2433,12 @@ async fn thousands_of_malformed_and_hostile_websocket_messages_get_coded_answers
         "{} of {} cases failed; first ones:\n{}",
         failures.len(),
         results.len(),
-        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(healthz, 200);
     assert_eq!(after.data()["viewer"]["organization"]["handle"], "default");

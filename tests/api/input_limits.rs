@@ -77,7 +77,9 @@ async fn a_memory_that_would_be_cut_into_more_than_256_chunks_is_refused_and_not
     let space = r.data()["createSpace"]["id"].as_str().unwrap().to_string();
     let big = words(32_000);
 
-    let single = app.create_memory_as(&app.admin_key, &space, &big, json!({})).await;
+    let single = app
+        .create_memory_as(&app.admin_key, &space, &big, json!({}))
+        .await;
     let batch = app
         .gql(
             "mutation($s:ID!,$i:[MemoryInput!]!){ createMemories(spaceId:$s,inputs:$i){ id } }",
@@ -96,7 +98,9 @@ async fn a_memory_that_would_be_cut_into_more_than_256_chunks_is_refused_and_not
 
     // Within the cap it is stored; an update past the cap is refused and the memory kept.
     let fits = words(2000);
-    let id = app.memory_as(&app.admin_key, &space, &fits, json!({})).await;
+    let id = app
+        .memory_as(&app.admin_key, &space, &fits, json!({}))
+        .await;
     let update = app
         .gql(
             "mutation($id:ID!,$c:String!){ updateMemory(id:$id,input:{content:$c}){ id } }",
@@ -178,7 +182,8 @@ const WORKSPACES: &str = "query($f:WorkspaceFilter){ workspaces(filter:$f){ tota
 const WORKSPACES_AFTER: &str = "query($a:String){ workspaces(after:$a){ totalCount } }";
 const MEMORIES: &str =
     "query($s:ID!,$f:MemoryFilterInput,$a:String){ space(id:$s){ memories(filter:$f,after:$a){ totalCount } } }";
-const AUDIT: &str = "query($f:AuditFilter,$a:String){ auditEvents(filter:$f,after:$a){ totalCount } }";
+const AUDIT: &str =
+    "query($f:AuditFilter,$a:String){ auditEvents(filter:$f,after:$a){ totalCount } }";
 const CREATE_WS: &str = "mutation($i:CreateWorkspaceInput!){ createWorkspace(input:$i){ id } }";
 const UPDATE_WS: &str =
     "mutation($id:ID!,$i:UpdateWorkspaceInput!){ updateWorkspace(id:$id,input:$i){ id } }";
@@ -191,11 +196,13 @@ const THREAD: &str = "mutation($s:ID!,$t:String!,$m:[ThreadMessageInput!]!){ \
      addThreadMessages(spaceId:$s,threadId:$t,messages:$m){ id } }";
 const ROLE: &str = "mutation($n:String!){ createRole(input:{name:$n}){ id } }";
 const DEPARTMENT: &str = "mutation($n:String!){ createDepartment(input:{name:$n}){ id } }";
-const AGENT: &str = "mutation($h:String!,$n:String!){ createAgent(input:{handle:$h,name:$n}){ id } }";
+const AGENT: &str =
+    "mutation($h:String!,$n:String!){ createAgent(input:{handle:$h,name:$n}){ id } }";
 const USER: &str = "mutation($n:String!,$e:String!){ createUser(input:{name:$n,email:$e}){ id } }";
 const API_KEY: &str =
     "mutation($u:ID!,$n:String!){ createApiKey(input:{userId:$u,name:$n}){ key } }";
-const TOKEN: &str = "mutation($s:ID!,$n:String){ createSpaceToken(spaceId:$s,permission:VIEW,name:$n){ token } }";
+const TOKEN: &str =
+    "mutation($s:ID!,$n:String){ createSpaceToken(spaceId:$s,permission:VIEW,name:$n){ token } }";
 const AGENTS: &str = "query($h:String){ agents(handle:$h){ id } }";
 
 fn grants(n: usize) -> Vec<Value> {
@@ -209,66 +216,331 @@ fn table(fx: &Fixture) -> Vec<Over> {
     let s = fx.space.clone();
     let mut rows = vec![
         // searchMemories
-        over("40,000 spaceIds", SEARCH, json!({ "i": { "query": "q", "spaceIds": uuids(40_000) } }), "spaceIds"),
-        over("1001 spaceIds", SEARCH, json!({ "i": { "query": "q", "spaceIds": uuids(1001) } }), "spaceIds"),
-        over("search query", SEARCH, json!({ "i": { "query": long(4097) } }), "query"),
-        over("search filter tags", SEARCH, json!({ "i": { "query": "q", "filter": { "tags": vec!["t"; 51] } } }), "filter.tags"),
-        over("search filter tag", SEARCH, json!({ "i": { "query": "q", "filter": { "tags": [long(65)] } } }), "filter.tags[0]"),
-        over("search filter threadId", SEARCH, json!({ "i": { "query": "q", "filter": { "threadId": long(256) } } }), "filter.threadId"),
+        over(
+            "40,000 spaceIds",
+            SEARCH,
+            json!({ "i": { "query": "q", "spaceIds": uuids(40_000) } }),
+            "spaceIds",
+        ),
+        over(
+            "1001 spaceIds",
+            SEARCH,
+            json!({ "i": { "query": "q", "spaceIds": uuids(1001) } }),
+            "spaceIds",
+        ),
+        over(
+            "search query",
+            SEARCH,
+            json!({ "i": { "query": long(4097) } }),
+            "query",
+        ),
+        over(
+            "search filter tags",
+            SEARCH,
+            json!({ "i": { "query": "q", "filter": { "tags": vec!["t"; 51] } } }),
+            "filter.tags",
+        ),
+        over(
+            "search filter tag",
+            SEARCH,
+            json!({ "i": { "query": "q", "filter": { "tags": [long(65)] } } }),
+            "filter.tags[0]",
+        ),
+        over(
+            "search filter threadId",
+            SEARCH,
+            json!({ "i": { "query": "q", "filter": { "threadId": long(256) } } }),
+            "filter.threadId",
+        ),
         // updateSpace / createSpace sharing lists
-        over("40,000 accessUsers", UPDATE, json!({ "id": s, "i": { "accessUsers": uuids(40_000) } }), "accessUsers"),
-        over("update grants", UPDATE, json!({ "id": s, "i": { "grants": grants(1001) } }), "grants"),
-        over("update grant id", UPDATE, json!({ "id": s, "i": { "grants": [{ "subjectKind": "USER", "subjectId": long(65) }] } }), "grants[0].subjectId"),
-        over("create accessUsers", CREATE, json!({ "i": { "name": "n", "accessUsers": uuids(1001) } }), "accessUsers"),
-        over("share grants", SHARE, json!({ "id": s, "g": grants(1001) }), "grants"),
-        over("unshare grants", UNSHARE, json!({ "id": s, "g": grants(1001) }), "grants"),
+        over(
+            "40,000 accessUsers",
+            UPDATE,
+            json!({ "id": s, "i": { "accessUsers": uuids(40_000) } }),
+            "accessUsers",
+        ),
+        over(
+            "update grants",
+            UPDATE,
+            json!({ "id": s, "i": { "grants": grants(1001) } }),
+            "grants",
+        ),
+        over(
+            "update grant id",
+            UPDATE,
+            json!({ "id": s, "i": { "grants": [{ "subjectKind": "USER", "subjectId": long(65) }] } }),
+            "grants[0].subjectId",
+        ),
+        over(
+            "create accessUsers",
+            CREATE,
+            json!({ "i": { "name": "n", "accessUsers": uuids(1001) } }),
+            "accessUsers",
+        ),
+        over(
+            "share grants",
+            SHARE,
+            json!({ "id": s, "g": grants(1001) }),
+            "grants",
+        ),
+        over(
+            "unshare grants",
+            UNSHARE,
+            json!({ "id": s, "g": grants(1001) }),
+            "grants",
+        ),
         // createSpace / updateSpace strings and lists
-        over("space name", CREATE, json!({ "i": { "name": long(256) } }), "name"),
-        over("space name update", UPDATE, json!({ "id": s, "i": { "name": long(256) } }), "name"),
-        over("space description", CREATE, json!({ "i": { "name": "n", "description": long(501) } }), "description"),
-        over("space labels", CREATE, json!({ "i": { "name": "n", "labels": (0..65).map(|i| json!({ "key": format!("k{i}"), "value": "v" })).collect::<Vec<_>>() } }), "labels"),
-        over("label key", CREATE, json!({ "i": { "name": "n", "labels": [{ "key": long(64), "value": "v" }] } }), "labels[0].key"),
-        over("label value", CREATE, json!({ "i": { "name": "n", "labels": [{ "key": "k", "value": long(256) }] } }), "labels[0].value"),
-        over("space tags", CREATE, json!({ "i": { "name": "n", "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }), "tags"),
-        over("space tag", UPDATE, json!({ "id": s, "i": { "tags": [long(65)] } }), "tags[0]"),
-        over("embedder", CREATE, json!({ "i": { "name": "n", "embedder": long(200_001) } }), "embedder"),
-        over("embedder update", UPDATE, json!({ "id": s, "i": { "embedder": long(129) } }), "embedder"),
+        over(
+            "space name",
+            CREATE,
+            json!({ "i": { "name": long(256) } }),
+            "name",
+        ),
+        over(
+            "space name update",
+            UPDATE,
+            json!({ "id": s, "i": { "name": long(256) } }),
+            "name",
+        ),
+        over(
+            "space description",
+            CREATE,
+            json!({ "i": { "name": "n", "description": long(501) } }),
+            "description",
+        ),
+        over(
+            "space labels",
+            CREATE,
+            json!({ "i": { "name": "n", "labels": (0..65).map(|i| json!({ "key": format!("k{i}"), "value": "v" })).collect::<Vec<_>>() } }),
+            "labels",
+        ),
+        over(
+            "label key",
+            CREATE,
+            json!({ "i": { "name": "n", "labels": [{ "key": long(64), "value": "v" }] } }),
+            "labels[0].key",
+        ),
+        over(
+            "label value",
+            CREATE,
+            json!({ "i": { "name": "n", "labels": [{ "key": "k", "value": long(256) }] } }),
+            "labels[0].value",
+        ),
+        over(
+            "space tags",
+            CREATE,
+            json!({ "i": { "name": "n", "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }),
+            "tags",
+        ),
+        over(
+            "space tag",
+            UPDATE,
+            json!({ "id": s, "i": { "tags": [long(65)] } }),
+            "tags[0]",
+        ),
+        over(
+            "embedder",
+            CREATE,
+            json!({ "i": { "name": "n", "embedder": long(200_001) } }),
+            "embedder",
+        ),
+        over(
+            "embedder update",
+            UPDATE,
+            json!({ "id": s, "i": { "embedder": long(129) } }),
+            "embedder",
+        ),
         // spaces(filter)
-        over("space glob", SPACES, json!({ "f": { "name": long(256) } }), "filter.name"),
-        over("space filter labels", SPACES, json!({ "f": { "labels": (0..65).map(|i| json!({ "key": format!("k{i}"), "value": "v" })).collect::<Vec<_>>() } }), "filter.labels"),
-        over("space filter label key", SPACES, json!({ "f": { "labels": [{ "key": long(64), "value": "v" }] } }), "filter.labels[0].key"),
-        over("space filter tags", SPACES, json!({ "f": { "tags": vec!["t"; 51] } }), "filter.tags"),
-        over("space filter tag", SPACES, json!({ "f": { "tags": [long(65)] } }), "filter.tags[0]"),
+        over(
+            "space glob",
+            SPACES,
+            json!({ "f": { "name": long(256) } }),
+            "filter.name",
+        ),
+        over(
+            "space filter labels",
+            SPACES,
+            json!({ "f": { "labels": (0..65).map(|i| json!({ "key": format!("k{i}"), "value": "v" })).collect::<Vec<_>>() } }),
+            "filter.labels",
+        ),
+        over(
+            "space filter label key",
+            SPACES,
+            json!({ "f": { "labels": [{ "key": long(64), "value": "v" }] } }),
+            "filter.labels[0].key",
+        ),
+        over(
+            "space filter tags",
+            SPACES,
+            json!({ "f": { "tags": vec!["t"; 51] } }),
+            "filter.tags",
+        ),
+        over(
+            "space filter tag",
+            SPACES,
+            json!({ "f": { "tags": [long(65)] } }),
+            "filter.tags[0]",
+        ),
         // workspaces
-        over("200,001-character nameGlob", WORKSPACES, json!({ "f": { "nameGlob": long(200_001) } }), "filter.nameGlob"),
-        over("workspace name", CREATE_WS, json!({ "i": { "name": long(101) } }), "name"),
-        over("workspace description", CREATE_WS, json!({ "i": { "name": "w", "description": long(2001) } }), "description"),
-        over("workspace name update", UPDATE_WS, json!({ "id": fx.workspace, "i": { "name": long(101) } }), "name"),
+        over(
+            "200,001-character nameGlob",
+            WORKSPACES,
+            json!({ "f": { "nameGlob": long(200_001) } }),
+            "filter.nameGlob",
+        ),
+        over(
+            "workspace name",
+            CREATE_WS,
+            json!({ "i": { "name": long(101) } }),
+            "name",
+        ),
+        over(
+            "workspace description",
+            CREATE_WS,
+            json!({ "i": { "name": "w", "description": long(2001) } }),
+            "description",
+        ),
+        over(
+            "workspace name update",
+            UPDATE_WS,
+            json!({ "id": fx.workspace, "i": { "name": long(101) } }),
+            "name",
+        ),
         // memories
-        over("memory content", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": long(32_769) } }), "content"),
-        over("memory tags", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": "c", "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }), "tags"),
-        over("memory tag", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": "c", "tags": [long(65)] } }), "tags[0]"),
-        over("memory threadId", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": "c", "threadId": long(256) } }), "threadId"),
-        over("memory externalId", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": "c", "externalId": long(256) } }), "externalId"),
-        over("memory metadata", CREATE_MEMORY, json!({ "i": { "spaceId": s, "content": "c", "metadata": { "m": long(16 * 1024) } } }), "metadata"),
-        over("createMemories inputs", CREATE_MEMORIES, json!({ "s": s, "i": vec![json!({ "content": "c" }); 1001] }), "inputs"),
-        over("updateMemory content", UPDATE_MEMORY, json!({ "id": fx.memory, "i": { "content": long(32_769) } }), "content"),
-        over("updateMemory tags", UPDATE_MEMORY, json!({ "id": fx.memory, "i": { "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }), "tags"),
-        over("thread messages", THREAD, json!({ "s": s, "t": "t", "m": vec![json!({ "role": "user", "content": "c" }); 1001] }), "messages"),
-        over("thread id", THREAD, json!({ "s": s, "t": long(256), "m": [{ "role": "user", "content": "c" }] }), "threadId"),
-        over("thread role", THREAD, json!({ "s": s, "t": "t", "m": [{ "role": long(65), "content": "c" }] }), "role"),
-        over("memories filter tags", MEMORIES, json!({ "s": s, "f": { "tags": vec!["t"; 51] } }), "filter.tags"),
+        over(
+            "memory content",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": long(32_769) } }),
+            "content",
+        ),
+        over(
+            "memory tags",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": "c", "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }),
+            "tags",
+        ),
+        over(
+            "memory tag",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": "c", "tags": [long(65)] } }),
+            "tags[0]",
+        ),
+        over(
+            "memory threadId",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": "c", "threadId": long(256) } }),
+            "threadId",
+        ),
+        over(
+            "memory externalId",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": "c", "externalId": long(256) } }),
+            "externalId",
+        ),
+        over(
+            "memory metadata",
+            CREATE_MEMORY,
+            json!({ "i": { "spaceId": s, "content": "c", "metadata": { "m": long(16 * 1024) } } }),
+            "metadata",
+        ),
+        over(
+            "createMemories inputs",
+            CREATE_MEMORIES,
+            json!({ "s": s, "i": vec![json!({ "content": "c" }); 1001] }),
+            "inputs",
+        ),
+        over(
+            "updateMemory content",
+            UPDATE_MEMORY,
+            json!({ "id": fx.memory, "i": { "content": long(32_769) } }),
+            "content",
+        ),
+        over(
+            "updateMemory tags",
+            UPDATE_MEMORY,
+            json!({ "id": fx.memory, "i": { "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() } }),
+            "tags",
+        ),
+        over(
+            "thread messages",
+            THREAD,
+            json!({ "s": s, "t": "t", "m": vec![json!({ "role": "user", "content": "c" }); 1001] }),
+            "messages",
+        ),
+        over(
+            "thread id",
+            THREAD,
+            json!({ "s": s, "t": long(256), "m": [{ "role": "user", "content": "c" }] }),
+            "threadId",
+        ),
+        over(
+            "thread role",
+            THREAD,
+            json!({ "s": s, "t": "t", "m": [{ "role": long(65), "content": "c" }] }),
+            "role",
+        ),
+        over(
+            "memories filter tags",
+            MEMORIES,
+            json!({ "s": s, "f": { "tags": vec!["t"; 51] } }),
+            "filter.tags",
+        ),
         // directory
         over("role name", ROLE, json!({ "n": long(256) }), "name"),
-        over("department name", DEPARTMENT, json!({ "n": long(256) }), "name"),
-        over("agent handle", AGENT, json!({ "h": long(64), "n": "a" }), "handle"),
-        over("agent name", AGENT, json!({ "h": "a", "n": long(256) }), "name"),
-        over("user name", USER, json!({ "n": long(256), "e": "u@example.com" }), "name"),
-        over("user email", USER, json!({ "n": "u", "e": format!("{}@example.com", long(310)) }), "email"),
-        over("api key name", API_KEY, json!({ "u": fx.user, "n": long(256) }), "name"),
-        over("agents handle", AGENTS, json!({ "h": long(200_001) }), "handle"),
-        over("space token name", TOKEN, json!({ "s": s, "n": long(256) }), "name"),
-        over("audit action", AUDIT, json!({ "f": { "action": long(65) } }), "filter.action"),
+        over(
+            "department name",
+            DEPARTMENT,
+            json!({ "n": long(256) }),
+            "name",
+        ),
+        over(
+            "agent handle",
+            AGENT,
+            json!({ "h": long(64), "n": "a" }),
+            "handle",
+        ),
+        over(
+            "agent name",
+            AGENT,
+            json!({ "h": "a", "n": long(256) }),
+            "name",
+        ),
+        over(
+            "user name",
+            USER,
+            json!({ "n": long(256), "e": "u@example.com" }),
+            "name",
+        ),
+        over(
+            "user email",
+            USER,
+            json!({ "n": "u", "e": format!("{}@example.com", long(310)) }),
+            "email",
+        ),
+        over(
+            "api key name",
+            API_KEY,
+            json!({ "u": fx.user, "n": long(256) }),
+            "name",
+        ),
+        over(
+            "agents handle",
+            AGENTS,
+            json!({ "h": long(200_001) }),
+            "handle",
+        ),
+        over(
+            "space token name",
+            TOKEN,
+            json!({ "s": s, "n": long(256) }),
+            "name",
+        ),
+        over(
+            "audit action",
+            AUDIT,
+            json!({ "f": { "action": long(65) } }),
+            "filter.action",
+        ),
     ];
     // Every flat sharing list, one past the maximum.
     for list in [
@@ -292,7 +564,11 @@ fn table(fx: &Fixture) -> Vec<Over> {
     let cursor = long(1025);
     for (what, query, variables) in [
         ("spaces cursor", SPACES_AFTER, json!({ "a": cursor })),
-        ("workspaces cursor", WORKSPACES_AFTER, json!({ "a": cursor })),
+        (
+            "workspaces cursor",
+            WORKSPACES_AFTER,
+            json!({ "a": cursor }),
+        ),
         ("memories cursor", MEMORIES, json!({ "s": s, "a": cursor })),
         ("audit cursor", AUDIT, json!({ "a": cursor })),
     ] {
@@ -343,8 +619,14 @@ async fn the_list_inputs_that_broke_sql_are_refused_before_any_statement_runs() 
     let fx = fixture(&app).await;
     app.warm(&app.admin_key).await;
     let cases = [
-        (SEARCH, json!({ "i": { "query": "q", "spaceIds": uuids(40_000) } })),
-        (UPDATE, json!({ "id": fx.space, "i": { "accessUsers": uuids(40_000) } })),
+        (
+            SEARCH,
+            json!({ "i": { "query": "q", "spaceIds": uuids(40_000) } }),
+        ),
+        (
+            UPDATE,
+            json!({ "id": fx.space, "i": { "accessUsers": uuids(40_000) } }),
+        ),
         (SHARE, json!({ "id": fx.space, "g": grants(15_000) })),
         (WORKSPACES, json!({ "f": { "nameGlob": long(200_001) } })),
         (SPACES, json!({ "f": { "tags": vec!["t"; 40_000] } })),
@@ -364,7 +646,10 @@ async fn list_and_string_inputs_at_their_maximum_work() {
     let fx = fixture(&app).await;
     // 1000 spaceIds (the same readable space: what counts is the list's length).
     let search = app
-        .gql(SEARCH, json!({ "i": { "query": "memory", "spaceIds": vec![fx.space.clone(); 1000] } }))
+        .gql(
+            SEARCH,
+            json!({ "i": { "query": "memory", "spaceIds": vec![fx.space.clone(); 1000] } }),
+        )
         .await;
     assert!(search.data()["searchMemories"].is_array());
     // 1000 ids in a flat sharing list (one user, repeated: grants collapse per subject).
@@ -379,11 +664,17 @@ async fn list_and_string_inputs_at_their_maximum_work() {
         json!([{ "subjectId": fx.user }])
     );
     let glob = app
-        .gql(WORKSPACES, json!({ "f": { "nameGlob": format!("{}*", "?".repeat(254)) } }))
+        .gql(
+            WORKSPACES,
+            json!({ "f": { "nameGlob": format!("{}*", "?".repeat(254)) } }),
+        )
         .await;
     assert_eq!(glob.data()["workspaces"]["totalCount"], 0);
     let filter = app
-        .gql(SPACES, json!({ "f": { "tags": vec![long(64); 50], "name": long(255) } }))
+        .gql(
+            SPACES,
+            json!({ "f": { "tags": vec![long(64); 50], "name": long(255) } }),
+        )
         .await;
     assert_eq!(filter.data()["spaces"]["totalCount"], 0);
     let token = app
@@ -398,7 +689,10 @@ async fn list_and_string_inputs_at_their_maximum_work() {
             json!({ "s": fx.space, "t": long(255), "m": [{ "role": long(64), "content": "c" }] }),
         )
         .await;
-    assert_eq!(thread.data()["addThreadMessages"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        thread.data()["addThreadMessages"].as_array().unwrap().len(),
+        1
+    );
     let audit = app
         .gql_as(Some(&admin), AUDIT, json!({ "f": { "action": long(64) } }))
         .await;
@@ -516,15 +810,42 @@ async fn names_made_only_of_invisible_characters_are_blank_for_every_named_thing
     let workspace = app.workspace_as(&admin, "visible-ws").await;
     for name in INVISIBLE {
         let cases = [
-            ("createSpace", app.gql(CREATE, json!({ "i": { "name": name } })).await),
-            ("updateSpace", app.gql(UPDATE, json!({ "id": space, "i": { "name": name } })).await),
-            ("createWorkspace", app.gql(CREATE_WS, json!({ "i": { "name": name } })).await),
-            ("updateWorkspace", app.gql(UPDATE_WS, json!({ "id": workspace, "i": { "name": name } })).await),
+            (
+                "createSpace",
+                app.gql(CREATE, json!({ "i": { "name": name } })).await,
+            ),
+            (
+                "updateSpace",
+                app.gql(UPDATE, json!({ "id": space, "i": { "name": name } }))
+                    .await,
+            ),
+            (
+                "createWorkspace",
+                app.gql(CREATE_WS, json!({ "i": { "name": name } })).await,
+            ),
+            (
+                "updateWorkspace",
+                app.gql(UPDATE_WS, json!({ "id": workspace, "i": { "name": name } }))
+                    .await,
+            ),
             ("createRole", app.gql(ROLE, json!({ "n": name })).await),
-            ("createDepartment", app.gql(DEPARTMENT, json!({ "n": name })).await),
-            ("createAgent", app.gql(AGENT, json!({ "h": "bot", "n": name })).await),
-            ("createUser", app.gql(USER, json!({ "n": name, "e": "x@example.com" })).await),
-            ("createApiKey", app.gql(API_KEY, json!({ "u": user, "n": name })).await),
+            (
+                "createDepartment",
+                app.gql(DEPARTMENT, json!({ "n": name })).await,
+            ),
+            (
+                "createAgent",
+                app.gql(AGENT, json!({ "h": "bot", "n": name })).await,
+            ),
+            (
+                "createUser",
+                app.gql(USER, json!({ "n": name, "e": "x@example.com" }))
+                    .await,
+            ),
+            (
+                "createApiKey",
+                app.gql(API_KEY, json!({ "u": user, "n": name })).await,
+            ),
         ];
         for (what, r) in cases {
             assert_eq!(r.code(), "VALIDATION_ERROR", "{what} {name:?}: {}", r.body);
@@ -550,15 +871,29 @@ async fn nfc_and_nfd_spellings_of_a_name_are_the_same_name_for_the_duplicate_rul
     let trailing = format!("{nfd}\u{200B}");
     for (what, query, variables) in [
         ("space", CREATE, json!({ "i": { "name": nfd } })),
-        ("space, zero-width tail", CREATE, json!({ "i": { "name": trailing } })),
+        (
+            "space, zero-width tail",
+            CREATE,
+            json!({ "i": { "name": trailing } }),
+        ),
     ] {
         let r = app.gql(query, variables).await;
         assert_eq!(r.code(), "ALREADY_EXISTS", "{what}: {}", r.body);
     }
     for (what, query, first, second) in [
-        ("workspace", CREATE_WS, json!({ "i": { "name": nfc } }), json!({ "i": { "name": nfd } })),
+        (
+            "workspace",
+            CREATE_WS,
+            json!({ "i": { "name": nfc } }),
+            json!({ "i": { "name": nfd } }),
+        ),
         ("role", ROLE, json!({ "n": nfc }), json!({ "n": nfd })),
-        ("department", DEPARTMENT, json!({ "n": nfc }), json!({ "n": nfd })),
+        (
+            "department",
+            DEPARTMENT,
+            json!({ "n": nfc }),
+            json!({ "n": nfd }),
+        ),
     ] {
         let created = app.gql(query, first).await;
         created.data();
@@ -579,7 +914,10 @@ async fn nfc_and_nfd_spellings_of_a_name_are_the_same_name_for_the_duplicate_rul
             json!({ "i": { "name": "other" } }),
         )
         .await;
-    let other = renamed.data()["createSpace"]["id"].as_str().unwrap().to_string();
+    let other = renamed.data()["createSpace"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let clash = app
         .gql(UPDATE, json!({ "id": other, "i": { "name": nfd } }))
         .await;

@@ -160,12 +160,23 @@ mod tests {
     #[test]
     fn names_are_nfc_and_invisible_only_names_are_blank() {
         assert_eq!(name("name", "Cafe\u{301}", 10).unwrap(), "Caf\u{e9}");
-        assert_eq!(name("name", "\u{200B}a\u{200D}b\u{FEFF} ", 10).unwrap(), "a\u{200D}b");
-        for blank in ["\u{200B}\u{200C}\u{200D}", "\u{FEFF}", " \u{2060} ", "\u{3164}"] {
+        assert_eq!(
+            name("name", "\u{200B}a\u{200D}b\u{FEFF} ", 10).unwrap(),
+            "a\u{200D}b"
+        );
+        for blank in [
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{FEFF}",
+            " \u{2060} ",
+            "\u{3164}",
+        ] {
             let err = name("name", blank, 10).unwrap_err();
             assert_eq!(err.code(), "VALIDATION_ERROR", "{blank:?}");
         }
-        assert!(name("name", &"e\u{301}".repeat(10), 10).is_ok(), "counted after NFC");
+        assert!(
+            name("name", &"e\u{301}".repeat(10), 10).is_ok(),
+            "counted after NFC"
+        );
         assert!(name("name", "abcdefghijk", 10).is_err());
     }
 

@@ -137,7 +137,10 @@ impl Ctx for Context<'_> {
 pub fn resource_id(resource: &'static str, id: &ID) -> Result<Uuid, AppError> {
     Uuid::parse_str(id.as_str()).map_err(|_| {
         // Echo a short id only: a huge one would fill the error message.
-        let shown: String = id.chars().take(memspace_core::limits::MAX_ID_CHARS).collect();
+        let shown: String = id
+            .chars()
+            .take(memspace_core::limits::MAX_ID_CHARS)
+            .collect();
         AppError::not_found(resource, &shown)
     })
 }

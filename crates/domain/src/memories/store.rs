@@ -13,9 +13,9 @@ use entity::{memory, space};
 use memspace_core::access::Permission;
 use memspace_core::clock::now;
 use memspace_core::error::{AppError, AppResult};
+use memspace_core::limits::MAX_CHUNKS_PER_MEMORY;
 use memspace_core::principal::Principal;
 use memspace_core::vocab::MemoryEventKind;
-use memspace_core::limits::MAX_CHUNKS_PER_MEMORY;
 use memspace_engine::chunking::chunk;
 
 use super::draft::at_index;

@@ -9,11 +9,11 @@ use memspace_core::validate;
 use memspace_core::vocab::AccessMode;
 use memspace_core::vocab::DuplicatePolicy;
 
-pub use memspace_core::limits::{
-    DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LABELS, MAX_SPACE_TAGS as MAX_TAGS,
-    MIN_CHUNK_SIZE,
-};
 use memspace_core::limits::{self as limit, max_chunk_overlap};
+pub use memspace_core::limits::{
+    DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LABELS,
+    MAX_SPACE_TAGS as MAX_TAGS, MIN_CHUNK_SIZE,
+};
 
 /// How memories of a space are cut into chunks before embedding (sizes in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -241,7 +241,12 @@ pub struct MemoryFilterInput {
 impl MemoryFilterInput {
     pub fn parse(self) -> Result<MemoryFilter, AppError> {
         if let Some(tags) = &self.tags {
-            limits::strings("filter.tags", tags, limits::MAX_FILTER_TAGS, limits::MAX_TAG_CHARS)?;
+            limits::strings(
+                "filter.tags",
+                tags,
+                limits::MAX_FILTER_TAGS,
+                limits::MAX_TAG_CHARS,
+            )?;
         }
         limits::opt_chars(
             "filter.threadId",

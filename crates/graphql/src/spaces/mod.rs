@@ -518,8 +518,8 @@ pub struct UpdateSpaceInput {
     duplicate_policy: Option<DuplicatePolicy>,
     /// 0.5–1.0.
     duplicate_threshold: Option<f64>,
-    /// Replaces EVERY grant of the space with these (and those of the lists below given with
-    /// it); `[]` removes all sharing. At most 1000.
+    /// Replaces EVERY grant of the space: the grants become these plus those of the lists
+    /// below sent with it; `[]` alone removes all sharing. At most 1000.
     grants: Option<Vec<GrantInput>>,
     /// Replaces only the users' (and all users') VIEW grants; EDIT grants and other kinds stay.
     /// A subject that also holds EDIT keeps it. At most 1000.
@@ -579,7 +579,12 @@ impl SpaceFilter {
             }
         }
         if let Some(tags) = &self.tags {
-            limits::strings("filter.tags", tags, limits::MAX_FILTER_TAGS, limits::MAX_TAG_CHARS)?;
+            limits::strings(
+                "filter.tags",
+                tags,
+                limits::MAX_FILTER_TAGS,
+                limits::MAX_TAG_CHARS,
+            )?;
         }
         Ok(())
     }
