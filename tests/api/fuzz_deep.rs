@@ -130,6 +130,49 @@ fn operation(shape: &Shape, space: &str) -> (String, String) {
     }
 }
 
+/// `query{viewer{...F0}}`, each fragment selecting `roles{id}` and spreading the next `width`
+/// times: the engine resolves a field once per place it is reached from.
+fn fan(len: usize, width: usize) -> String {
+    operation(&Shape::FragmentFan { len, width }, "").0
+}
+
+#[tokio::test]
+async fn a_fan_of_fragments_is_query_too_complex_by_fields_before_any_sql_over_both_transports() {
+    let app = TestApp::spawn().await;
+    app.warm(&app.admin_key).await;
+    // 5 levels of 5 spreads: 3,906 places reach `roles`; the engine ran 7,812 statements.
+    let before = app.statements();
+    let r = app.gql(&fan(5, 5), json!({})).await;
+    assert_eq!(r.code(), "QUERY_TOO_COMPLEX", "{}", r.body);
+    assert_eq!(r.error()["extensions"]["kind"], "fields");
+    assert_eq!(r.error()["extensions"]["limit"], 2000);
+    assert_eq!(app.statements(), before, "refused before any SQL");
+
+    let auth = json!({ "authorization": format!("Bearer {}", app.admin_key) });
+    let (mut ws, ack) = ws_open(&app.url, auth).await.expect("socket");
+    ack.expect("acknowledged");
+    let msg = json!({ "id": "fan", "type": "subscribe", "payload": { "query": fan(5, 5) } });
+    ws_send_text(&mut ws, msg.to_string()).await.expect("sent");
+    let answer = match ws_next(&mut ws).await.expect("answer") {
+        WsIn::Text(m) => m,
+        WsIn::Closed(code) => panic!("closed {code:?}"),
+    };
+    let errors = if answer["type"] == "error" {
+        answer["payload"].clone()
+    } else {
+        answer["payload"]["errors"].clone()
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+        "{answer}"
+    );
+    assert_eq!(errors[0]["extensions"]["kind"], "fields");
+
+    // A smaller fan is answered.
+    let small = app.gql(&fan(3, 5), json!({})).await;
+    assert!(small.data()["viewer"]["roles"].is_array());
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
