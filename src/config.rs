@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Most aliased fields in one query.
     #[arg(long, env = "MEMSPACE_MAX_ALIASES", default_value_t = 200)]
     pub max_aliases: usize,
+    /// Most fields in one operation once its fragments are expanded.
+    #[arg(long, env = "MEMSPACE_MAX_FIELDS", default_value_t = 2_000)]
+    pub max_fields: usize,
     /// Seconds before a request is cancelled.
     #[arg(long, env = "MEMSPACE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -241,6 +244,7 @@ impl TryFrom<&ServeArgs> for Config {
                 max_depth: args.max_depth.max(1),
                 max_complexity: args.max_complexity.max(1),
                 max_aliases: args.max_aliases,
+                max_fields: args.max_fields.max(1),
             },
             request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
             rate_limit: (args.rate_limit_per_second > 0).then(|| {

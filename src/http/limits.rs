@@ -67,6 +67,12 @@ pub struct QueryLimits {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_aliases: usize,
+    /// Fields of the operation once every fragment spread is expanded. The engine resolves a
+    /// field once per place it is reached from (a fragment spread twice is resolved twice), so
+    /// a "fan" of fragments each spreading the next several times turns a few hundred bytes
+    /// into thousands of resolver calls (5 levels of 5 spreads: 7,812 SQL statements), while
+    /// scoring low on complexity.
+    pub max_fields: usize,
 }
 
 impl Default for QueryLimits {
@@ -75,6 +81,7 @@ impl Default for QueryLimits {
             max_depth: 12,
             max_complexity: 250_000,
             max_aliases: 200,
+            max_fields: 2_000,
         }
     }
 }
@@ -135,9 +142,11 @@ struct Walker<'a> {
     doc: &'a ExecutableDocument,
     variables: &'a Variables,
     aliases: usize,
-    /// (depth, cost, aliases) of each fragment, computed once: a fragment spread many times
-    /// (a "fragment bomb") costs its size times the spreads, not exponential time.
-    memo: std::collections::HashMap<Name, (usize, usize, usize)>,
+    /// Fields met, fragments expanded (see [`QueryLimits::max_fields`]).
+    fields: usize,
+    /// (depth, cost, aliases, fields) of each fragment, computed once: a fragment spread many
+    /// times (a "fragment bomb") costs its size times the spreads, not exponential time.
+    memo: std::collections::HashMap<Name, (usize, usize, usize, usize)>,
     /// Fragments (spreads and inline) entered and not yet left.
     fragment_nesting: usize,
     /// The deepest fragment nesting met; above `MAX_FRAGMENT_NESTING` the walk stopped there.
@@ -217,6 +226,7 @@ impl Walker<'_> {
                     if f.alias.is_some() {
                         self.aliases += 1;
                     }
+                    self.fields = self.fields.saturating_add(1);
                     let (sub_d, sub_c) = self.walk(&f.selection_set.node, visiting, level + 1);
                     let multiplier = self.multiplier(f);
                     let own = HEAVY
@@ -240,16 +250,19 @@ impl Walker<'_> {
                 }
                 Selection::FragmentSpread(sp) => {
                     let name = sp.node.fragment_name.node.clone();
-                    let walked = if let Some((d, c, a)) = self.memo.get(&name).copied() {
+                    let walked = if let Some((d, c, a, f)) = self.memo.get(&name).copied() {
                         self.aliases = self.aliases.saturating_add(a);
+                        self.fields = self.fields.saturating_add(f);
                         (d, c)
                     } else {
                         match self.doc.fragments.get(&name) {
                             Some(def) if visiting.insert(name.clone()) => {
-                                let before = self.aliases;
+                                let (aliases, fields) = (self.aliases, self.fields);
                                 let (d, c) = self.walk_fragment(def, visiting, level);
                                 visiting.remove(&name);
-                                self.memo.insert(name, (d, c, self.aliases - before));
+                                let a = self.aliases.saturating_sub(aliases);
+                                let f = self.fields.saturating_sub(fields);
+                                self.memo.insert(name, (d, c, a, f));
                                 (d, c)
                             }
                             _ => (0, 0),
@@ -408,6 +421,7 @@ fn check_document(
             doc: &doc,
             variables,
             aliases: 0,
+            fields: 0,
             memo: Default::default(),
             fragment_nesting: 0,
             deepest_fragment: 0,
@@ -441,6 +455,13 @@ fn check_document(
                 measured: walker.aliases,
             });
         }
+        if walker.fields > limits.max_fields {
+            return Err(TooComplex {
+                kind: "fields",
+                limit: limits.max_fields,
+                measured: walker.fields,
+            });
+        }
     }
     Ok(Some(doc))
 }
@@ -470,6 +491,29 @@ mod tests {
             q.push('}');
         }
         q
+    }
+
+    /// `query{viewer{...F0}}`, each fragment selecting `roles{id}` and spreading the next one
+    /// `width` times.
+    fn fan(len: usize, width: usize) -> String {
+        let mut q = String::from("query{viewer{...F0}} ");
+        for k in 0..len {
+            let spreads = format!("...F{} ", k + 1).repeat(width);
+            q.push_str(&format!(
+                "fragment F{k} on Viewer{{roles{{id}} {spreads}}} "
+            ));
+        }
+        q.push_str(&format!("fragment F{len} on Viewer{{roles{{id}}}}"));
+        q
+    }
+
+    #[test]
+    fn fields_are_counted_with_fragments_expanded() {
+        // 1 + 5 + 25 + 125 places reach `roles{id}`: 1 + 156 × 2 fields.
+        assert!(run(&fan(3, 5)).is_ok());
+        let err = run(&fan(5, 5)).unwrap_err();
+        assert_eq!((err.kind, err.limit), ("fields", 2_000));
+        assert_eq!(err.measured, 1 + 3906 * 2);
     }
 
     #[test]

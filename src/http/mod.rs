@@ -97,7 +97,11 @@ fn upgrade_to_graphql_ws(
                 .find_map(|p| async_graphql::http::WebSocketProtocols::from_str(p.trim()).ok())
         })
         .unwrap_or(async_graphql::http::WebSocketProtocols::GraphQLWS);
+    // A message is held to the HTTP body limit; a bigger one closes the socket with 1009.
+    let max = state.limits.max_body_bytes;
     upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| ws::serve(state, protocol, socket))
 }

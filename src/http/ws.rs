@@ -73,6 +73,26 @@ fn credential_in(obj: &serde_json::Map<String, serde_json::Value>) -> Option<Str
 const FORBIDDEN_CLOSE: u16 = 4403;
 /// Closes the socket with this code when `connection_init` did not come in time.
 const INIT_TIMEOUT_CLOSE: u16 = 4408;
+/// graphql-transport-ws's close code for a message that is not a valid protocol message.
+const INVALID_MESSAGE_CLOSE: u16 = 4400;
+
+/// A close frame's reason fits in 123 bytes (a control frame carries at most 125, two of them
+/// the code); a longer one (a parse error quoting the message) is cut on a char boundary.
+fn close_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// Closes the socket with this code (RFC 6455 "message too big") when a message exceeds the
+/// HTTP body limit.
+const TOO_BIG_CLOSE: u16 = 1009;
 
 const FORBIDDEN_PREFIX: &str = "Forbidden: ";
 
@@ -345,14 +365,6 @@ pub async fn serve(
     socket: WebSocket,
 ) {
     let (mut sink, source) = socket.split();
-    let input = source
-        .take_while(|res| std::future::ready(res.is_ok()))
-        .filter_map(|msg| {
-            std::future::ready(match msg {
-                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
-                _ => None,
-            })
-        });
     let (close_tx, mut close_rx) = tokio::sync::watch::channel(None);
     let conn = Arc::new(Conn {
         secret: OnceLock::new(),
@@ -360,6 +372,24 @@ pub async fn serve(
         subscriptions: AtomicUsize::new(0),
         close: close_tx,
     });
+    let reader = conn.clone();
+    let input = source
+        .take_while(move |res| {
+            if let Err(e) = res {
+                // tungstenite's capacity error: a message over `--max-body-bytes`.
+                let text = e.to_string();
+                if text.contains("Message too long") || text.contains("Space limit exceeded") {
+                    reader.close(TOO_BIG_CLOSE, "message too big");
+                }
+            }
+            std::future::ready(res.is_ok())
+        })
+        .filter_map(|msg| {
+            std::future::ready(match msg {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                _ => None,
+            })
+        });
     let on_init = {
         let db = state.db.clone();
         let conn = conn.clone();
@@ -381,19 +411,24 @@ pub async fn serve(
         state: state.clone(),
         conn: conn.clone(),
     };
+    let transport_ws = protocol == async_graphql::http::WebSocketProtocols::GraphQLWS;
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
         .on_connection_init(on_init)
-        .map(|msg| match msg {
+        .map(move |msg| match msg {
             WsMessage::Text(text) => Message::Text(labelled(text).into()),
             WsMessage::Close(code, reason) => {
                 let code = if reason.starts_with(FORBIDDEN_PREFIX) {
                     FORBIDDEN_CLOSE
+                } else if code == 1002 && transport_ws {
+                    // async-graphql closes an unparsable message with 1002; graphql-transport-ws
+                    // says 4400 "Invalid message".
+                    INVALID_MESSAGE_CLOSE
                 } else {
                     code
                 };
                 Message::Close(Some(CloseFrame {
                     code,
-                    reason: reason.into(),
+                    reason: close_reason(&reason).into(),
                 }))
             }
         });
@@ -405,7 +440,16 @@ pub async fn serve(
     loop {
         tokio::select! {
             item = outgoing.next() => {
-                let Some(item) = item else { break };
+                let Some(item) = item else {
+                    // The input ended; say why when there is a reason (a message too big).
+                    let pending = close_rx.borrow().clone();
+                    if let Some((code, reason)) = pending {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                            .await;
+                    }
+                    break;
+                };
                 let closing = matches!(item, Message::Close(_));
                 if sink.send(item).await.is_err() || closing {
                     break;

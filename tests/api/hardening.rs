@@ -1713,7 +1713,7 @@ async fn fire(
 
 /// Checks one fuzz answer: 200 or 4xx, a JSON object with `data` or a non-empty `errors` array
 /// whose every error has `extensions.code`, none of them INTERNAL. Returns the codes.
-fn check_answer(status: u16, body: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn check_answer(status: u16, body: &[u8]) -> Result<Vec<String>, String> {
     if !(status == 200 || (400..500).contains(&status)) {
         return Err(format!("status {status}"));
     }
@@ -1844,6 +1844,603 @@ async fn thousands_of_malformed_and_hostile_requests_get_200_or_4xx_with_coded_e
             .collect::<Vec<_>>()
             .join("\n")
     );
+    assert_eq!(after.data()["viewer"]["organization"]["handle"], "default");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same fuzz over the WebSocket transport (graphql-transport-ws on /graphql/ws)
+
+const WS_FUZZ_SEED: u64 = 0x3e35_ba5e_f00d_0002;
+const WS_FUZZ_CASES: usize = 5_000;
+/// Sockets running cases side by side (each runs its share in order).
+const WS_FUZZ_SOCKETS: usize = 8;
+/// Close codes the transport documents: normal, message too big (over `--max-body-bytes`), and
+/// graphql-transport-ws's invalid message, unauthorized (subscribe before the ack), forbidden
+/// (bad or revoked credential), init timeout, duplicate subscriber id, repeated init.
+const WS_CLOSE_CODES: &[u16] = &[1000, 1009, 4400, 4401, 4403, 4408, 4409, 4429];
+
+/// One WebSocket fuzz case.
+enum WsShot {
+    /// `subscribe` with this payload: answered by `next`/`error` (then `complete`) for its id.
+    Operation(Value),
+    /// A text frame that is not necessarily a protocol message; followed by a `ping`.
+    Text(String),
+    /// A binary frame; followed by a `ping`.
+    Binary(Vec<u8>),
+    /// A new socket whose `connection_init` carries this payload (the server must refuse or
+    /// acknowledge it).
+    Init(Value),
+}
+
+struct WsCase {
+    kind: &'static str,
+    shot: WsShot,
+}
+
+fn op_payload(query: &str, variables: Value) -> Value {
+    json!({ "query": query, "variables": variables })
+}
+
+/// Case `i` of the WebSocket fuzz run (replayable from its own seed).
+fn ws_fuzz_case(i: usize, fx: &Fixture) -> WsCase {
+    let mut rng =
+        StdRng::seed_from_u64(WS_FUZZ_SEED ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let rng = &mut rng;
+    match i % 1000 {
+        0 => {
+            return WsCase {
+                kind: "message over the body limit (3 MB)",
+                shot: WsShot::Operation(op_payload(
+                    &format!("{{ viewer {{ __typename }} }} # {}", "x".repeat(3 * MB)),
+                    json!({}),
+                )),
+            }
+        }
+        1 => {
+            return WsCase {
+                kind: "huge string argument (1 MB)",
+                shot: WsShot::Operation(op_payload(
+                    "mutation($i:CreateMemoryInput!){ createMemory(input:$i){ id } }",
+                    json!({ "i": { "spaceId": fx.space, "content": "c".repeat(MB) } }),
+                )),
+            }
+        }
+        2 => {
+            let ids: Vec<String> = (0..40_000).map(|i| format!("id{i}")).collect();
+            return WsCase {
+                kind: "enormous list argument (40k ids)",
+                shot: WsShot::Operation(op_payload(
+                    "query($s:[ID!]){ searchMemories(input:{query:\"q\",spaceIds:$s}){ score } }",
+                    json!({ "s": ids }),
+                )),
+            };
+        }
+        _ => {}
+    }
+    match rng.gen_range(0..20) {
+        0 => {
+            let n = rng.gen_range(0..300);
+            let bytes: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+            if rng.gen() {
+                WsCase {
+                    kind: "random text frame",
+                    shot: WsShot::Text(String::from_utf8_lossy(&bytes).into_owned()),
+                }
+            } else {
+                WsCase {
+                    kind: "random binary frame",
+                    shot: WsShot::Binary(bytes),
+                }
+            }
+        }
+        1 => {
+            let (q, v) = valid_looking_operation(rng, fx);
+            let text =
+                json!({ "id": "t", "type": "subscribe", "payload": op_payload(&q, v) }).to_string();
+            let mut cut = rng.gen_range(0..text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            WsCase {
+                kind: "truncated message",
+                shot: WsShot::Text(text[..cut].to_string()),
+            }
+        }
+        2 => {
+            let text = pick(
+                rng,
+                &[
+                    "{}",
+                    "[]",
+                    "null",
+                    "42",
+                    "{\"type\":\"bogus\"}",
+                    "{\"type\":\"subscribe\"}",
+                    "{\"type\":\"subscribe\",\"id\":\"x\"}",
+                    "{\"type\":\"subscribe\",\"id\":7,\"payload\":{\"query\":\"{ viewer { __typename } }\"}}",
+                    "{\"type\":\"subscribe\",\"id\":\"x\",\"payload\":\"{ viewer { __typename } }\"}",
+                    "{\"type\":\"subscribe\",\"id\":\"x\",\"payload\":{\"query\":7}}",
+                    "{\"type\":\"complete\",\"id\":\"never-started\"}",
+                    "{\"type\":\"complete\"}",
+                    "{\"type\":\"ping\"}",
+                    "{\"type\":\"ping\",\"payload\":{\"a\":1}}",
+                    "{\"type\":\"pong\"}",
+                    "{\"type\":\"connection_init\"}",
+                    "{\"type\":\"connection_ack\"}",
+                    "{\"type\":\"next\",\"id\":\"x\",\"payload\":{}}",
+                    "{\"type\":\"start\",\"id\":\"x\",\"payload\":{\"query\":\"{ viewer { __typename } }\"}}",
+                ],
+            );
+            WsCase {
+                kind: "protocol violations",
+                shot: WsShot::Text(text.to_string()),
+            }
+        }
+        3 => {
+            let depth = rng.gen_range(13..4000);
+            let field = pick(rng, &["a", "viewer", "spaces", "__schema"]);
+            let q = if rng.gen() {
+                nested_selection(field, depth)
+            } else {
+                format!("{{{field}").repeat(depth)
+            };
+            WsCase {
+                kind: "deep selection",
+                shot: WsShot::Operation(op_payload(&q, json!({}))),
+            }
+        }
+        4 => {
+            // Deep variables: serde_json refuses the whole message past 128 levels.
+            let depth = rng.gen_range(10..400);
+            let (open, close) = if rng.gen() {
+                ("[", "]")
+            } else {
+                ("{\"a\":", "}")
+            };
+            let nested = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            let text = format!(
+                "{{\"id\":\"d\",\"type\":\"subscribe\",\"payload\":{{\"query\":\"query($m:JSON){{ viewer {{ __typename }} }}\",\"variables\":{{\"m\":{nested}}}}}}}"
+            );
+            WsCase {
+                kind: "deep variables",
+                shot: WsShot::Text(text),
+            }
+        }
+        5 => {
+            let wrong = pick(
+                rng,
+                &[
+                    json!("abc"),
+                    json!({}),
+                    json!([1, 2]),
+                    json!(true),
+                    json!(1.5),
+                    Value::Null,
+                ],
+            );
+            let q = pick(
+                rng,
+                &[
+                    "query($n:Int){ spaces(first:$n){ totalCount } }",
+                    "query($id:ID!){ memory(id:$id){ id } }",
+                    "mutation($i:CreateMemoryInput!){ createMemory(input:$i){ id } }",
+                    "query($i:SearchInput!){ searchMemories(input:$i){ score } }",
+                ],
+            );
+            let name = pick(rng, &["n", "id", "i", "zzz"]);
+            WsCase {
+                kind: "wrong variable types",
+                shot: WsShot::Operation(op_payload(q, json!({ name: wrong }))),
+            }
+        }
+        6 => {
+            let q = match rng.gen_range(0..4) {
+                0 => format!("{{ {} }}", random_name(rng)),
+                1 => format!("{{ viewer {{ {} }} }}", random_name(rng)),
+                2 => format!("{{ spaces({}: 1) {{ totalCount }} }}", random_name(rng)),
+                _ => format!("mutation {{ {}(input: {{}}) {{ id }} }}", random_name(rng)),
+            };
+            WsCase {
+                kind: "unknown fields and arguments",
+                shot: WsShot::Operation(op_payload(&q, json!({}))),
+            }
+        }
+        7 => {
+            // A subscription that cannot start (no such space): an error, then the end.
+            let id = if rng.gen() {
+                json!(uuid::Uuid::from_u128(rng.gen()).to_string())
+            } else {
+                json!(random_text(rng, 20))
+            };
+            WsCase {
+                kind: "subscription to an unknown space",
+                shot: WsShot::Operation(op_payload(
+                    "subscription($s:ID!){ memoryEvents(spaceId:$s){ kind } }",
+                    json!({ "s": id }),
+                )),
+            }
+        }
+        8 => {
+            let payload = pick(
+                rng,
+                &[
+                    Value::Null,
+                    json!({}),
+                    json!({ "authorization": "Bearer not-a-key" }),
+                    json!({ "authorization": "Basic abc" }),
+                    json!({ "x-api-key": "" }),
+                    json!({ "authorization": format!("Bearer {}", fx.admin) }),
+                    json!("a string"),
+                    json!([1, 2, 3]),
+                ],
+            );
+            WsCase {
+                kind: "connection_init payloads",
+                shot: WsShot::Init(payload),
+            }
+        }
+        9 => {
+            let first = pick(rng, &["-1", "0", "2147483647", "5000", "null"]);
+            let q = pick(
+                rng,
+                &[
+                    "{ spaces(first: FIRST) { totalCount edges { node { id } } } }",
+                    "{ spaces(first: FIRST) { edges { node { memories(first: FIRST) { totalCount } } } } }",
+                ],
+            )
+            .replace("FIRST", first);
+            WsCase {
+                kind: "negative and huge first",
+                shot: WsShot::Operation(op_payload(&q, json!({}))),
+            }
+        }
+        10 => {
+            let n = rng.gen_range(150..400);
+            let fields: String = (0..n)
+                .map(|i| format!("a{i}: viewer {{ __typename }} "))
+                .collect();
+            WsCase {
+                kind: "many aliases",
+                shot: WsShot::Operation(op_payload(&format!("{{ {fields} }}"), json!({}))),
+            }
+        }
+        11 => {
+            let q = match rng.gen_range(0..3) {
+                0 => {
+                    "query { ...F } fragment F on Query { viewer { __typename } ...F }".to_string()
+                }
+                1 => "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }"
+                    .to_string(),
+                _ => {
+                    let n = rng.gen_range(2..12);
+                    let mut q = format!(
+                        "query {{ ...F{n} }} fragment F0 on Query {{ viewer {{ __typename }} }} "
+                    );
+                    for k in 1..=n {
+                        q.push_str(&format!(
+                            "fragment F{k} on Query {{ ...F{} ...F{} }} ",
+                            k - 1,
+                            k - 1
+                        ));
+                    }
+                    q
+                }
+            };
+            WsCase {
+                kind: "fragments",
+                shot: WsShot::Operation(op_payload(&q, json!({}))),
+            }
+        }
+        _ => {
+            let (q, v) = valid_looking_operation(rng, fx);
+            WsCase {
+                kind: "valid-looking operation",
+                shot: WsShot::Operation(op_payload(&q, v)),
+            }
+        }
+    }
+}
+
+pub(crate) type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` and sends `connection_init` with `payload`; returns the socket and the
+/// first answer: `Ok(())` for `connection_ack`, `Err(close code)` otherwise.
+pub(crate) async fn ws_open(
+    url: &str,
+    payload: Value,
+) -> Result<(WsStream, Result<(), Option<u16>>), String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let url = format!("{}/graphql/ws", url.replacen("http", "ws", 1));
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let init = if payload.is_null() {
+        json!({ "type": "connection_init" })
+    } else {
+        json!({ "type": "connection_init", "payload": payload })
+    };
+    ws_send_text(&mut ws, init.to_string()).await?;
+    let first = match ws_next(&mut ws).await? {
+        WsIn::Text(m) if m["type"] == "connection_ack" => Ok(()),
+        WsIn::Text(m) => return Err(format!("expected connection_ack, got {m}")),
+        WsIn::Closed(code) => Err(code),
+    };
+    Ok((ws, first))
+}
+
+pub(crate) enum WsIn {
+    Text(Value),
+    Closed(Option<u16>),
+}
+
+pub(crate) async fn ws_send_text(ws: &mut WsStream, text: String) -> Result<(), String> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// The next text message (pings answered) or the close, within 30 s.
+pub(crate) async fn ws_next(ws: &mut WsStream) -> Result<WsIn, String> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .map_err(|_| "no answer within 30 s".to_string())?;
+        match next {
+            None => return Err("the connection ended without a close frame".into()),
+            Some(Err(e)) => return Err(format!("read error (no clean close): {e}")),
+            Some(Ok(Message::Text(t))) => {
+                let v: Value =
+                    serde_json::from_str(&t).map_err(|e| format!("not JSON ({e}): {t}"))?;
+                if v["type"] == "ping" {
+                    let _ = ws
+                        .send(Message::Text(json!({"type": "pong"}).to_string().into()))
+                        .await;
+                    continue;
+                }
+                return Ok(WsIn::Text(v));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Ok(WsIn::Closed(frame.map(|f| u16::from(f.code))))
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Every error coded, none INTERNAL.
+pub(crate) fn check_ws_errors(errors: &Value) -> Result<Vec<String>, String> {
+    let errors = errors
+        .as_array()
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| format!("errors is not a non-empty array: {errors}"))?;
+    errors
+        .iter()
+        .map(|e| match e["extensions"]["code"].as_str() {
+            Some("INTERNAL") => Err(format!("INTERNAL error: {e}")),
+            Some(code) if !code.is_empty() => Ok(code.to_string()),
+            _ => Err(format!("an error has no extensions.code: {e}")),
+        })
+        .collect()
+}
+
+pub(crate) fn documented_close(code: Option<u16>) -> Result<Vec<String>, String> {
+    match code {
+        Some(c) if WS_CLOSE_CODES.contains(&c) => Ok(vec![format!("close {c}")]),
+        other => Err(format!("closed with an undocumented code {other:?}")),
+    }
+}
+
+/// What one case produced: its codes (or close code), and whether the socket is gone.
+type WsOutcome = Result<(Vec<String>, bool), String>;
+
+/// Runs one case on `ws` (or on a socket of its own for `Init`).
+async fn run_ws_case(ws: &mut WsStream, fx: &Fixture, id: &str, shot: WsShot) -> WsOutcome {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let probe = match shot {
+        WsShot::Init(payload) => {
+            let (mut own, first) = ws_open(&fx.url, payload).await?;
+            let _ = own.close(None).await;
+            return match first {
+                Ok(()) => Ok((vec!["connection_ack".into()], false)),
+                Err(code) => documented_close(code).map(|c| (c, false)),
+            };
+        }
+        WsShot::Operation(payload) => {
+            let msg = json!({ "id": id, "type": "subscribe", "payload": payload });
+            if let Some(closed) = ws_send_or_closed(ws, msg.to_string()).await? {
+                return closed;
+            }
+            false
+        }
+        WsShot::Text(text) => {
+            if let Some(closed) = ws_send_or_closed(ws, text).await? {
+                return closed;
+            }
+            true
+        }
+        WsShot::Binary(bytes) => {
+            if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                return match ws_next(ws).await {
+                    Ok(WsIn::Closed(code)) => documented_close(code).map(|c| (c, true)),
+                    _ => Err(format!("send: {e}")),
+                };
+            }
+            true
+        }
+    };
+    if probe {
+        // The server either ignores the frame (then answers the ping) or closes the socket.
+        let ping = json!({ "type": "ping", "payload": { "probe": id } }).to_string();
+        if let Some(closed) = ws_send_or_closed(ws, ping).await? {
+            return closed;
+        }
+    }
+    let mut codes = Vec::new();
+    loop {
+        match ws_next(ws).await? {
+            WsIn::Closed(code) => return documented_close(code).map(|c| (c, true)),
+            WsIn::Text(m) => match m["type"].as_str() {
+                Some("pong") if probe => return Ok((vec!["pong".into()], false)),
+                Some("next") if !probe && m["id"] == id => {
+                    if !m["payload"]["errors"].is_null() {
+                        codes.extend(check_ws_errors(&m["payload"]["errors"])?);
+                    } else if m["payload"].get("data").is_none() {
+                        return Err(format!("next without data or errors: {m}"));
+                    }
+                }
+                Some("error") if !probe && m["id"] == id => {
+                    codes.extend(check_ws_errors(&m["payload"])?);
+                    return Ok((codes, false));
+                }
+                Some("complete") if !probe && m["id"] == id => return Ok((codes, false)),
+                // Late answers to an earlier case: a second pong (that case sent a `ping` of its
+                // own), or an operation a protocol-violation case started under its own id.
+                // Still held to the rules: every error coded.
+                Some("pong" | "complete") => {}
+                Some("next") if m["id"] != id => {
+                    if !m["payload"]["errors"].is_null() {
+                        check_ws_errors(&m["payload"]["errors"])?;
+                    }
+                }
+                Some("error") if m["id"] != id => {
+                    check_ws_errors(&m["payload"])?;
+                }
+                _ => return Err(format!("unexpected message: {m}")),
+            },
+        }
+    }
+}
+
+/// Sends `text`; when the server has already closed the socket (an earlier case's close
+/// frame not read yet), that close must carry a documented code.
+async fn ws_send_or_closed(ws: &mut WsStream, text: String) -> Result<Option<WsOutcome>, String> {
+    match ws_send_text(ws, text).await {
+        Ok(()) => Ok(None),
+        Err(e) => match ws_next(ws).await {
+            Ok(WsIn::Closed(code)) => Ok(Some(documented_close(code).map(|c| (c, true)))),
+            _ => Err(e),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_malformed_and_hostile_websocket_messages_get_coded_answers_or_a_documented_close_and_the_server_keeps_working(
+) {
+    let app = TestApp::spawn().await;
+    let (_, user) = app.user("ws-fuzzed", false).await;
+    let space = new_space(&app, "ws-fuzz").await;
+    let memory = app
+        .memory_as(&app.admin_key.clone(), &space, "fuzz target", json!({}))
+        .await;
+    let fx = Fixture {
+        url: app.url.clone(),
+        addr: addr_of(&app),
+        admin: app.admin_key.clone(),
+        user,
+        space,
+        memory,
+    };
+    let started = Instant::now();
+    let results: Vec<Vec<(usize, &'static str, WsOutcome)>> = stream::iter(0..WS_FUZZ_SOCKETS)
+        .map(|w| {
+            let fx = &fx;
+            async move {
+                let key = if w % 2 == 0 { &fx.admin } else { &fx.user };
+                let auth = json!({ "authorization": format!("Bearer {key}") });
+                let mut out = Vec::new();
+                let mut socket: Option<WsStream> = None;
+                for i in (w..WS_FUZZ_CASES).step_by(WS_FUZZ_SOCKETS) {
+                    let case = ws_fuzz_case(i, fx);
+                    if socket.is_none() {
+                        match ws_open(&fx.url, auth.clone()).await {
+                            Ok((ws, Ok(()))) => socket = Some(ws),
+                            Ok((_, Err(code))) => {
+                                out.push((i, case.kind, Err(format!("init refused: {code:?}"))));
+                                continue;
+                            }
+                            Err(e) => {
+                                out.push((i, case.kind, Err(format!("reconnect: {e}"))));
+                                continue;
+                            }
+                        }
+                    }
+                    let ws = socket.as_mut().expect("socket open");
+                    let outcome = run_ws_case(ws, fx, &format!("c{i}"), case.shot).await;
+                    // A closed socket (or a broken case) is replaced for the next case.
+                    if !matches!(outcome, Ok((_, false))) {
+                        socket = None;
+                    }
+                    out.push((i, case.kind, outcome));
+                }
+                out
+            }
+        })
+        .buffer_unordered(WS_FUZZ_SOCKETS)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let results: Vec<_> = results.into_iter().flatten().collect();
+    let healthz = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .expect("healthz")
+        .status();
+    let after = app
+        .gql("{ viewer { organization { handle } } }", json!({}))
+        .await;
+
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (i, kind, outcome) in &results {
+        *kinds.entry(kind).or_default() += 1;
+        match outcome {
+            Ok((cs, _)) => {
+                for c in cs {
+                    *codes.entry(c.clone()).or_default() += 1;
+                }
+            }
+            Err(why) => failures.push(format!("case {i} ({kind}): {why}")),
+        }
+    }
+    eprintln!(
+        "ws fuzz: {} cases (seed {WS_FUZZ_SEED:#x}) over {WS_FUZZ_SOCKETS} sockets in {:.1} s",
+        results.len(),
+        elapsed.as_secs_f64()
+    );
+    eprintln!("ws fuzz kinds: {kinds:?}");
+    eprintln!("ws fuzz answers: {codes:?}");
+    assert!(results.len() >= 5_000);
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed; first ones:\n{}",
+        failures.len(),
+        results.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(healthz, 200);
     assert_eq!(after.data()["viewer"]["organization"]["handle"], "default");
 }
 

@@ -340,7 +340,8 @@ async fn create_space_sharing_lists_create_the_matching_grants() {
 }
 
 #[tokio::test]
-async fn update_space_with_a_sharing_field_replaces_the_grant_set() {
+async fn update_space_with_a_flat_sharing_list_replaces_only_its_own_grants_and_grants_replaces_all(
+) {
     let app = TestApp::spawn().await;
     let admin = app.admin_key.clone();
     let (first, _) = app.user_in(&admin, "first", false).await;
@@ -376,7 +377,10 @@ async fn update_space_with_a_sharing_field_replaces_the_grant_set() {
     );
     assert_eq!(
         grant_rows(&replaced.data()["updateSpace"]["grants"]),
-        BTreeSet::from([row("USER", Some(&second), "VIEW")])
+        BTreeSet::from([
+            row("USER", Some(&second), "VIEW"),
+            row("ROLE", Some(&role), "EDIT"),
+        ])
     );
     assert!(grant_rows(&cleared.data()["updateSpace"]["grants"]).is_empty());
 }

@@ -197,7 +197,7 @@ async fn create_space_accepts_every_value_at_its_limit() {
             "description": "d".repeat(500),
             "labels": labels,
             "tags": tags,
-            "chunking": {"chunkSize": 100, "chunkOverlap": 99},
+            "chunking": {"chunkSize": 100, "chunkOverlap": 75},
         }),
     )
     .await;
@@ -207,7 +207,7 @@ async fn create_space_accepts_every_value_at_its_limit() {
     assert_eq!(s["description"].as_str().unwrap().len(), 500);
     assert_eq!(s["labels"].as_array().unwrap().len(), 64);
     assert_eq!(s["tags"].as_array().unwrap().len(), 50);
-    assert_eq!(s["chunking"], json!({"chunkSize": 100, "chunkOverlap": 99}));
+    assert_eq!(s["chunking"], json!({"chunkSize": 100, "chunkOverlap": 75}));
 }
 
 #[tokio::test]

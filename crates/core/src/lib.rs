@@ -5,6 +5,7 @@ pub mod access;
 pub mod clock;
 pub mod error;
 pub mod glob;
+pub mod limits;
 pub mod page;
 pub mod principal;
 pub mod validate;

@@ -9,8 +9,7 @@ use sea_orm::{
 
 use crate::error::{AppError, AppResult};
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 1000;
+pub use crate::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// `first` defaults to 50 and is clamped to [1, 1000]; it never errors.
 pub fn page_size(first: Option<i32>) -> u64 {
@@ -171,6 +170,9 @@ impl Cursor {
     /// INVALID_ARGUMENT on `field`.
     pub fn decode(field: &str, raw: &str, kind: &str, arity: usize) -> AppResult<Cursor> {
         let bad = || AppError::invalid_argument(field, "malformed or foreign cursor");
+        if raw.len() > crate::limits::MAX_CURSOR_CHARS {
+            return Err(bad());
+        }
         let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
         let mut parts: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
         if parts.len() != arity + 1 || parts[0] != kind {

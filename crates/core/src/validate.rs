@@ -33,6 +33,71 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> AppResult<Strin
     Ok(trimmed.to_string())
 }
 
+/// Invisible characters: format controls (zero-width space/joiners, bidi controls, word
+/// joiner, BOM), soft hyphen, combining grapheme joiner, Hangul fillers, variation selectors,
+/// tag characters. A name made only of these (and whitespace) looks blank.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// A name as stored and compared: NFC-normalised, with whitespace and invisible characters
+/// trimmed from both ends; 1..=`max` characters. So `"Cafe\u{301}"` and `"Café"` are the same
+/// name (the uniqueness rule sees one), and a name of zero-width characters only is blank.
+pub fn name(field: &str, value: &str, max: usize) -> AppResult<String> {
+    use unicode_normalization::UnicodeNormalization;
+    no_nul(field, value)?;
+    // Refuse absurd lengths before normalising; the bound is checked again on the result.
+    if crate::limits::chars(field, value, max.saturating_mul(4)).is_err() {
+        return Err(AppError::validation(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    let normalised: String = value.nfc().collect();
+    let trimmed = normalised.trim_matches(is_invisible);
+    if trimmed.is_empty() {
+        return Err(AppError::validation(
+            field,
+            "must not be blank (whitespace and invisible characters do not count)",
+        ));
+    }
+    let len = trimmed.chars().count();
+    if len > max {
+        return Err(AppError::validation(
+            field,
+            format!("must be at most {max} characters (got {len})"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// A glob or look-up text compared with stored names: NFC-normalised like [`name`].
+pub fn nfc(value: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    value.nfc().collect()
+}
+
 /// A handle: 1–63 characters of ASCII letters, digits, `-`, `_` and `.`, starting with a letter
 /// or digit.
 pub fn handle(field: &str, value: &str) -> AppResult<String> {
@@ -90,6 +155,29 @@ mod tests {
         let err = text("name", "a\0b", 1, 10).unwrap_err();
         assert_eq!(err.code(), "VALIDATION_ERROR");
         assert!(err.message().starts_with("name:"));
+    }
+
+    #[test]
+    fn names_are_nfc_and_invisible_only_names_are_blank() {
+        assert_eq!(name("name", "Cafe\u{301}", 10).unwrap(), "Caf\u{e9}");
+        assert_eq!(
+            name("name", "\u{200B}a\u{200D}b\u{FEFF} ", 10).unwrap(),
+            "a\u{200D}b"
+        );
+        for blank in [
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{FEFF}",
+            " \u{2060} ",
+            "\u{3164}",
+        ] {
+            let err = name("name", blank, 10).unwrap_err();
+            assert_eq!(err.code(), "VALIDATION_ERROR", "{blank:?}");
+        }
+        assert!(
+            name("name", &"e\u{301}".repeat(10), 10).is_ok(),
+            "counted after NFC"
+        );
+        assert!(name("name", "abcdefghijk", 10).is_err());
     }
 
     #[test]

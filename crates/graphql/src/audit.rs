@@ -81,6 +81,7 @@ impl AuditEventConnection {
 /// All fields optional; given ones must all match.
 #[derive(InputObject, Default)]
 pub struct AuditFilter {
+    /// Up to 64 characters.
     action: Option<String>,
     actor_id: Option<ID>,
     resource_id: Option<ID>,
@@ -109,6 +110,11 @@ impl AuditQuery {
     ) -> Result<AuditEventConnection> {
         let p = ctx.principal()?;
         let f = filter.unwrap_or_default();
+        memspace_core::limits::opt_chars(
+            "filter.action",
+            f.action.as_deref(),
+            memspace_core::limits::MAX_AUDIT_ACTION_CHARS,
+        )?;
         let filter = Filter {
             action: f.action,
             actor_id: f

@@ -135,7 +135,14 @@ impl Ctx for Context<'_> {
 
 /// Parses an id argument that names a resource; one that is not a UUID names nothing: NOT_FOUND.
 pub fn resource_id(resource: &'static str, id: &ID) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found(resource, id.as_str()))
+    Uuid::parse_str(id.as_str()).map_err(|_| {
+        // Echo a short id only: a huge one would fill the error message.
+        let shown: String = id
+            .chars()
+            .take(memspace_core::limits::MAX_ID_CHARS)
+            .collect();
+        AppError::not_found(resource, &shown)
+    })
 }
 
 /// Parses an id inside an input; malformed → VALIDATION_ERROR on `field`.

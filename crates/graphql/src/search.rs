@@ -6,6 +6,7 @@ use crate::memories::{Memory, MemoryFilterInput};
 use crate::page::PageInfo;
 use memspace_core::error::AppError;
 use memspace_core::page::Cursor;
+use memspace_core::limits;
 use memspace_core::vocab::EmbedderKind;
 use memspace_core::vocab::SearchMode;
 use memspace_domain::search::{self as service, SearchRequest};
@@ -15,7 +16,7 @@ pub struct SearchInput {
     /// What to look for (1–4096 characters).
     query: String,
     /// Spaces to search (plus their readable linked spaces); default: every space you can read.
-    /// An id you cannot read → NOT_FOUND.
+    /// An id you cannot read → NOT_FOUND. At most 1000 ids.
     space_ids: Option<Vec<ID>>,
     #[graphql(default)]
     mode: SearchMode,
@@ -82,6 +83,12 @@ fn offset_after(cursor: Option<&str>) -> Result<usize, AppError> {
 
 impl SearchInput {
     fn request(self, limit: i32) -> Result<SearchRequest> {
+        limits::chars("query", &self.query, limits::MAX_QUERY_CHARS)?;
+        limits::opt_list(
+            "spaceIds",
+            self.space_ids.as_deref(),
+            limits::MAX_SEARCH_SPACES,
+        )?;
         let space_ids = self
             .space_ids
             .map(|ids| {

@@ -173,7 +173,7 @@ pub async fn bootstrap(db: &Db, chosen_key: Option<&str>) -> AppResult<Bootstrap
 /// `memspace admin create-org`: a new organization with an admin user and key.
 pub async fn create_organization(db: &Db, handle: &str, name: &str) -> AppResult<AdminKey> {
     let handle = validate::handle("handle", handle)?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let txn = db.begin_write().await?;
     let admin =
         insert_org_with_admin(&txn, &handle, &name, keys::generate(), keys::ORIGIN_CLI).await?;
@@ -286,7 +286,7 @@ pub async fn create_user(
     is_admin: bool,
 ) -> AppResult<user::Model> {
     require_admin(principal)?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let email = validate::email("email", email)?;
     let txn = db.begin_write().await?;
     let row = user::ActiveModel {
@@ -308,7 +308,7 @@ pub async fn create_user(
 
 pub async fn create_role(db: &Db, principal: &Principal, name: &str) -> AppResult<role::Model> {
     require_admin(principal)?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let txn = db.begin_write().await?;
     let row = role::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -331,7 +331,7 @@ pub async fn create_department(
     name: &str,
 ) -> AppResult<department::Model> {
     require_admin(principal)?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let txn = db.begin_write().await?;
     let row = department::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -448,7 +448,7 @@ pub async fn create_agent(
 ) -> AppResult<agent::Model> {
     require_admin(principal)?;
     let handle = validate::handle("handle", handle)?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let txn = db.begin_write().await?;
     let row = agent::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -481,7 +481,7 @@ pub async fn create_api_key(
     name: &str,
 ) -> AppResult<(api_key::Model, String)> {
     let txn = db.begin_write().await?;
-    let name = validate::text("name", name, 1, 255)?;
+    let name = validate::name("name", name, memspace_core::limits::MAX_NAME_CHARS)?;
     let (user_id, agent_id) = match holder {
         KeyHolder::User(id) => {
             let is_self = principal.kind == PrincipalKind::User && principal.id == id;

@@ -46,7 +46,7 @@ pub async fn create_many(
     writable(&access)?;
     let valid = validate_all(db, &access, drafts, batch).await?;
     let contents = valid.iter().map(|v| v.content.clone()).collect();
-    let embedded = embed_chunks(db, &access.space, contents).await?;
+    let embedded = embed_chunks(db, &access.space, contents, batch).await?;
     let items: Vec<Item> = valid
         .into_iter()
         .zip(embedded)

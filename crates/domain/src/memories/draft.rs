@@ -7,10 +7,9 @@ use memspace_core::error::{AppError, AppResult};
 use memspace_core::validate;
 use memspace_core::vocab::DuplicatePolicy;
 
-pub const MAX_CONTENT_CHARS: usize = 32_768;
-pub const MAX_TAGS: usize = 50;
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-pub const MAX_BATCH: usize = 1000;
+pub use memspace_core::limits::{
+    MAX_BATCH, MAX_CONTENT_CHARS, MAX_MEMORY_TAGS as MAX_TAGS, MAX_METADATA_BYTES,
+};
 
 /// A memory as a client sent it, before validation.
 #[derive(Clone, Debug, Default)]

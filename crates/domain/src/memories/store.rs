@@ -13,9 +13,12 @@ use entity::{memory, space};
 use memspace_core::access::Permission;
 use memspace_core::clock::now;
 use memspace_core::error::{AppError, AppResult};
+use memspace_core::limits::MAX_CHUNKS_PER_MEMORY;
 use memspace_core::principal::Principal;
 use memspace_core::vocab::MemoryEventKind;
 use memspace_engine::chunking::chunk;
+
+use super::draft::at_index;
 
 pub(super) const INSERT_BATCH: usize = 400;
 
@@ -33,24 +36,29 @@ pub(super) fn writable(access: &SpaceAccess) -> AppResult<()> {
 
 /// Chunks texts and embeds every chunk of the batch in one call to the space's embedder
 /// (outside any transaction: a slow embedder never holds a lock). A failing embedder fails the
-/// write with EMBEDDER_UNAVAILABLE before anything is stored.
+/// write with EMBEDDER_UNAVAILABLE before anything is stored; a memory that would be cut into
+/// more than [`MAX_CHUNKS_PER_MEMORY`] chunks fails it with VALIDATION_ERROR on `content`
+/// (with `extensions.index` in a batch) before anything is embedded.
 pub(super) async fn embed_chunks(
     db: &Db,
     space: &space::Model,
     contents: Vec<String>,
+    batch: bool,
 ) -> AppResult<Vec<Vec<(String, Vec<f32>)>>> {
     let size = space.chunk_size.max(1) as usize;
     let overlap = space.chunk_overlap.max(0) as usize;
-    let pieces: Vec<Vec<String>> = contents
-        .iter()
-        .map(|c| {
-            let mut pieces = chunk(c, size, overlap);
-            if pieces.is_empty() {
-                pieces.push(c.trim().to_string());
-            }
-            pieces
-        })
-        .collect();
+    let mut pieces: Vec<Vec<String>> = Vec::with_capacity(contents.len());
+    for (i, c) in contents.iter().enumerate() {
+        let mut cut = chunk(c, size, overlap);
+        if cut.is_empty() {
+            cut.push(c.trim().to_string());
+        }
+        if cut.len() > MAX_CHUNKS_PER_MEMORY {
+            let err = too_many_chunks(cut.len(), size, overlap);
+            return Err(if batch { at_index(err, i) } else { err });
+        }
+        pieces.push(cut);
+    }
     let flat: Vec<String> = pieces.iter().flatten().cloned().collect();
     let mut vectors = db
         .embedders
@@ -62,6 +70,20 @@ pub(super) async fn embed_chunks(
         .into_iter()
         .map(|ps| ps.into_iter().zip(vectors.by_ref()).collect())
         .collect())
+}
+
+fn too_many_chunks(chunks: usize, size: usize, overlap: usize) -> AppError {
+    AppError::Validation {
+        field: "content".into(),
+        message: format!(
+            "would be cut into {chunks} chunks with this space's chunking ({size} / {overlap}); \
+             at most {MAX_CHUNKS_PER_MEMORY} chunks per memory: shorten the memory or split it"
+        ),
+        details: Some(serde_json::json!({
+            "limit": MAX_CHUNKS_PER_MEMORY,
+            "measured": chunks,
+        })),
+    }
 }
 
 /// CONFLICT for a guarded update that matched no row: the memory's version moved past `read`.

@@ -126,7 +126,7 @@ pub async fn update(
     let mut checked = check(patch)?;
     let embedded = match &checked.content {
         Some(text) if *text != current.content => {
-            embed_chunks(db, &access.space, vec![text.clone()])
+            embed_chunks(db, &access.space, vec![text.clone()], false)
                 .await?
                 .pop()
         }

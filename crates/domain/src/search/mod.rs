@@ -39,8 +39,8 @@ pub struct Hit {
     pub chunk: String,
 }
 
-pub const MAX_LIMIT: i32 = 100;
-const MAX_QUERY_CHARS: usize = 4096;
+use memspace_core::limits::MAX_QUERY_CHARS;
+pub use memspace_core::limits::MAX_SEARCH_LIMIT as MAX_LIMIT;
 
 /// A memory that passed the filters, its score, and its best chunk's ordinal when the semantic
 /// ranking found it.

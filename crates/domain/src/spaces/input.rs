@@ -9,17 +9,11 @@ use memspace_core::validate;
 use memspace_core::vocab::AccessMode;
 use memspace_core::vocab::DuplicatePolicy;
 
-pub const MAX_LABELS: usize = 64;
-
-pub const MAX_TAGS: usize = 50;
-
-pub const DEFAULT_CHUNK_SIZE: i32 = 800;
-
-pub const DEFAULT_CHUNK_OVERLAP: i32 = 100;
-
-pub const MIN_CHUNK_SIZE: i32 = 50;
-
-pub const MAX_CHUNK_SIZE: i32 = 8000;
+use memspace_core::limits::{self as limit, max_chunk_overlap};
+pub use memspace_core::limits::{
+    DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_LABELS,
+    MAX_SPACE_TAGS as MAX_TAGS, MIN_CHUNK_SIZE,
+};
 
 /// How memories of a space are cut into chunks before embedding (sizes in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +53,13 @@ pub struct SpacePatch {
     pub chunking: Option<Chunking>,
     pub duplicate_policy: Option<DuplicatePolicy>,
     pub duplicate_threshold: Option<f64>,
-    /// When any list is given, the space's grants become exactly the ones given.
+    /// `grants` replaces every grant; each flat list replaces only its own slot (see
+    /// [`GrantLists::replaced_slots`]).
     pub grants: GrantLists,
 }
 
 pub(crate) fn name(field: &str, value: &str) -> AppResult<String> {
-    validate::text(field, value, 1, 255)
+    validate::name(field, value, limit::MAX_NAME_CHARS)
 }
 
 pub(crate) fn description(value: Option<String>) -> AppResult<Option<String>> {
@@ -73,10 +68,13 @@ pub(crate) fn description(value: Option<String>) -> AppResult<Option<String>> {
         Some(d) => {
             validate::no_nul("description", &d)?;
             let len = d.chars().count();
-            if len > 500 {
+            if len > limit::MAX_DESCRIPTION_CHARS {
                 return Err(AppError::validation(
                     "description",
-                    format!("must be at most 500 characters (got {len})"),
+                    format!(
+                        "must be at most {} characters (got {len})",
+                        limit::MAX_DESCRIPTION_CHARS
+                    ),
                 ));
             }
             Ok(Some(d))
@@ -133,11 +131,15 @@ pub(crate) fn chunking(c: Chunking) -> AppResult<Chunking> {
             format!("must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"),
         ));
     }
-    if c.overlap < 0 || c.overlap >= c.size {
-        return Err(AppError::validation(
-            "chunking.chunkOverlap",
-            "must be at least 0 and smaller than chunkSize",
-        ));
+    let max_overlap = max_chunk_overlap(c.size);
+    if c.overlap < 0 || c.overlap > max_overlap {
+        return Err(AppError::Validation {
+            field: "chunking.chunkOverlap".into(),
+            message: format!(
+                "must be between 0 and {max_overlap}: chunkSize - chunkOverlap must be at least a quarter of chunkSize"
+            ),
+            details: Some(serde_json::json!({ "limit": max_overlap })),
+        });
     }
     Ok(c)
 }

@@ -103,16 +103,11 @@ fn filter_condition(
     }
     if let Some(glob) = &filter.name_glob {
         validate::no_nul("filter.name", glob)?;
-        if glob.chars().count() > 255 {
-            return Err(AppError::validation(
-                "filter.name",
-                "must be at most 255 characters",
-            ));
-        }
+        memspace_core::limits::chars("filter.name", glob, memspace_core::limits::MAX_GLOB_CHARS)?;
         cond = cond.add(memspace_core::glob::condition(
             backend,
             space::Column::Name,
-            glob,
+            &validate::nfc(glob),
         ));
     }
     if let Some(w) = filter.workspace_id {

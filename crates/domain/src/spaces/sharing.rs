@@ -15,7 +15,7 @@ use memspace_core::clock::now;
 use memspace_core::error::{AppError, AppResult};
 use memspace_core::principal::Principal;
 
-pub const MAX_AGENT_GRANTS: usize = 10;
+pub use memspace_core::limits::MAX_AGENT_GRANTS;
 
 /// One requested grant as the client sent it; ids are checked by [`resolve`].
 #[derive(Clone, Debug)]
@@ -54,6 +54,64 @@ impl GrantLists {
             || self.allowed_tenant_ids.is_some()
     }
 
+    /// The (subject kind, permission) slots that the given flat lists replace in updateSpace,
+    /// or `None` when `grants` is given (it replaces every grant of the space). Each flat list
+    /// owns its slot: `accessUsers` the users' (and all users') VIEW grants, `editableByRoles`
+    /// the roles' EDIT grants, and so on; grants in slots no given list owns are kept.
+    pub fn replaced_slots(&self) -> Option<Vec<(SubjectKind, Permission)>> {
+        if self.grants.is_some() {
+            return None;
+        }
+        use Permission::{Edit, View};
+        use SubjectKind::*;
+        let lists: [(bool, &[(SubjectKind, Permission)]); 7] = [
+            (
+                self.access_users.is_some(),
+                &[(User, View), (AllUsers, View)],
+            ),
+            (self.access_departments.is_some(), &[(Department, View)]),
+            (self.visible_to_roles.is_some(), &[(Role, View)]),
+            (
+                self.editable_by_users.is_some(),
+                &[(User, Edit), (AllUsers, Edit)],
+            ),
+            (self.editable_by_roles.is_some(), &[(Role, Edit)]),
+            (self.allowed_agent_ids.is_some(), &[(Agent, Edit)]),
+            (self.allowed_tenant_ids.is_some(), &[(Tenant, View)]),
+        ];
+        Some(
+            lists
+                .iter()
+                .filter(|(given, _)| *given)
+                .flat_map(|(_, slots)| slots.iter().copied())
+                .collect(),
+        )
+    }
+
+    /// Every list's length against [`MAX_GRANTS_PER_LIST`] and every id's against
+    /// [`MAX_ID_CHARS`], naming the list (before any SQL).
+    pub fn check_lengths(&self) -> AppResult<()> {
+        use memspace_core::limits::{strings, MAX_GRANTS_PER_LIST as MAX, MAX_ID_CHARS};
+        if let Some(grants) = &self.grants {
+            check_specs("grants", grants)?;
+        }
+        let lists = [
+            ("accessUsers", &self.access_users),
+            ("accessDepartments", &self.access_departments),
+            ("visibleToRoles", &self.visible_to_roles),
+            ("editableByUsers", &self.editable_by_users),
+            ("editableByRoles", &self.editable_by_roles),
+            ("allowedAgentIds", &self.allowed_agent_ids),
+            ("allowedTenantIds", &self.allowed_tenant_ids),
+        ];
+        for (field, ids) in lists {
+            if let Some(ids) = ids {
+                strings(field, ids, MAX, MAX_ID_CHARS)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Flattens every list into grant specs.
     pub fn specs(self) -> Vec<GrantSpec> {
         let mut out = self.grants.unwrap_or_default();
@@ -88,6 +146,22 @@ impl GrantLists {
         add("allowedTenantIds", self.allowed_tenant_ids, Tenant, View);
         out
     }
+}
+
+/// shareSpace/unshareSpace/`grants`: at most [`MAX_GRANTS_PER_LIST`] specs, ids of at most
+/// [`MAX_ID_CHARS`].
+///
+/// [`MAX_GRANTS_PER_LIST`]: memspace_core::limits::MAX_GRANTS_PER_LIST
+/// [`MAX_ID_CHARS`]: memspace_core::limits::MAX_ID_CHARS
+pub fn check_specs(field: &str, specs: &[GrantSpec]) -> AppResult<()> {
+    use memspace_core::limits::{chars, list, MAX_GRANTS_PER_LIST, MAX_ID_CHARS};
+    list(field, specs.len(), MAX_GRANTS_PER_LIST)?;
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(id) = &s.subject_id {
+            chars(&format!("{field}[{i}].subjectId"), id, MAX_ID_CHARS)?;
+        }
+    }
+    Ok(())
 }
 
 /// A validated grant.
@@ -317,6 +391,47 @@ pub async fn upsert(db: &impl ConnectionTrait, space_id: Uuid, grants: &[Grant])
     Ok(())
 }
 
+/// updateSpace's sharing lists: the space's grants become the given ones plus the current ones
+/// in slots no given list replaces (see [`GrantLists::replaced_slots`]); a subject in both
+/// keeps the higher permission. Nothing of another kind of sharing is lost silently.
+pub async fn replace_slots(
+    db: &impl ConnectionTrait,
+    space_id: Uuid,
+    slots: Option<Vec<(SubjectKind, Permission)>>,
+    given: Vec<Grant>,
+) -> AppResult<()> {
+    let mut merged: BTreeMap<(SubjectKind, Uuid), Permission> = BTreeMap::new();
+    if let Some(slots) = slots {
+        let current = space_grant::Entity::find()
+            .filter(space_grant::Column::SpaceId.eq(space_id))
+            .all(db)
+            .await?;
+        for row in current {
+            let Some(kind) = SubjectKind::parse(&row.subject_kind) else {
+                continue;
+            };
+            let permission = Permission::parse(&row.permission);
+            if !slots.contains(&(kind, permission)) {
+                merged.insert((kind, row.subject_id), permission);
+            }
+        }
+    }
+    for g in given {
+        let entry = merged.entry((g.kind, g.subject_id)).or_insert(g.permission);
+        *entry = (*entry).max(g.permission);
+    }
+    let grants: Vec<Grant> = merged
+        .into_iter()
+        .map(|((kind, subject_id), permission)| Grant {
+            kind,
+            subject_id,
+            permission,
+        })
+        .collect();
+    clear(db, space_id).await?;
+    upsert(db, space_id, &grants).await
+}
+
 pub async fn clear(db: &impl ConnectionTrait, space_id: Uuid) -> AppResult<()> {
     space_grant::Entity::delete_many()
         .filter(space_grant::Column::SpaceId.eq(space_id))
@@ -332,6 +447,7 @@ pub async fn share(
     space_id: Uuid,
     specs: Vec<GrantSpec>,
 ) -> AppResult<SpaceAccess> {
+    check_specs("grants", &specs)?;
     let mut txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let grants = resolve(&txn, access.space.organization_id, specs, true).await?;
@@ -350,6 +466,7 @@ pub async fn unshare(
     space_id: Uuid,
     specs: Vec<GrantSpec>,
 ) -> AppResult<SpaceAccess> {
+    check_specs("grants", &specs)?;
     let mut txn = db.begin_write().await?;
     let access = service::load_for(&txn, principal, space_id, Permission::Owner).await?;
     let org = access.space.organization_id;

@@ -73,6 +73,7 @@ pub async fn create(
     }))?;
     let embedder = embedder_name(embedders, input.embedder)?;
     let threshold = duplicate_threshold(input.duplicate_threshold.unwrap_or(DEFAULT_THRESHOLD))?;
+    input.grants.check_lengths()?;
     if principal.token.is_some() {
         return Err(AppError::forbidden("a space token cannot create spaces"));
     }
@@ -250,6 +251,7 @@ pub async fn update(
         .take()
         .map(duplicate_threshold)
         .transpose()?;
+    patch.grants.check_lengths()?;
 
     let mut txn = db.begin_write().await?;
     let current = load_for(&txn, principal, id, Permission::Owner)
@@ -294,10 +296,10 @@ pub async fn update(
         changed |= set_tags(&txn, id, &tags).await?;
     }
     if patch.grants.is_given() {
+        let slots = patch.grants.replaced_slots();
         let grants =
             sharing::resolve(&txn, current.organization_id, patch.grants.specs(), true).await?;
-        sharing::clear(&txn, id).await?;
-        sharing::upsert(&txn, id, &grants).await?;
+        sharing::replace_slots(&txn, id, slots, grants).await?;
         record(&txn, principal, &current, "space.share").await?;
         changed = true;
         access_changed = true;

@@ -17,7 +17,7 @@ use memspace_core::error::{AppError, AppResult};
 use memspace_core::page::{decode_time_cursor, fetch_limited, keyset, Cursor, Page, PageArgs};
 use memspace_core::principal::{Principal, PrincipalKind};
 pub use memspace_core::vocab::{DocumentUploadMethod, WorkspaceType, WORKSPACE_TYPE_CUSTOM};
-use memspace_core::{clock::now, validate};
+use memspace_core::{clock::now, limits, validate};
 
 #[derive(Clone, Debug, Default)]
 pub struct NewWorkspace {
@@ -36,16 +36,19 @@ pub struct WorkspacePatch {
 }
 
 fn name(v: &str) -> AppResult<String> {
-    validate::text("name", v, 1, 100)
+    validate::name("name", v, limits::MAX_WORKSPACE_NAME_CHARS)
 }
 
 fn description(v: &str) -> AppResult<String> {
     validate::no_nul("description", v)?;
     let len = v.chars().count();
-    if len > 2000 {
+    if len > limits::MAX_WORKSPACE_DESCRIPTION_CHARS {
         return Err(AppError::validation(
             "description",
-            format!("must be at most 2000 characters (got {len})"),
+            format!(
+                "must be at most {} characters (got {len})",
+                limits::MAX_WORKSPACE_DESCRIPTION_CHARS
+            ),
         ));
     }
     Ok(v.to_string())
@@ -230,10 +233,11 @@ pub async fn list(
     let mut cond = Condition::all().add(visible(principal));
     if let Some(g) = name_glob {
         validate::no_nul("filter.nameGlob", g)?;
+        limits::chars("filter.nameGlob", g, limits::MAX_GLOB_CHARS)?;
         cond = cond.add(memspace_core::glob::condition(
             db.get_database_backend(),
             workspace::Column::Name,
-            g,
+            &validate::nfc(g),
         ));
     }
     let mut select = workspace::Entity::find().filter(cond.clone());

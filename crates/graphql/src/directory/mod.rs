@@ -287,6 +287,11 @@ impl DirectoryQuery {
     /// The agents of the caller's organization, by handle (`handle` picks one).
     async fn agents(&self, ctx: &Context<'_>, handle: Option<String>) -> Result<Vec<Agent>> {
         let p = ctx.principal()?;
+        memspace_core::limits::opt_chars(
+            "handle",
+            handle.as_deref(),
+            memspace_core::limits::MAX_HANDLE_CHARS,
+        )?;
         Ok(service::agents(&ctx.db().read, p, handle.as_deref())
             .await?
             .into_iter()

@@ -13,6 +13,7 @@ use crate::page::PageInfo;
 use crate::spaces::Space;
 use entity::memory;
 use memspace_core::error::AppError;
+use memspace_core::limits;
 use memspace_core::vocab::DuplicatePolicy;
 use memspace_domain::memories::service::{self, MemoryDraft, MemoryFilter, MemoryPatch};
 
@@ -243,6 +244,19 @@ pub struct MemoryFilterInput {
 
 impl MemoryFilterInput {
     pub fn parse(self) -> Result<MemoryFilter, AppError> {
+        if let Some(tags) = &self.tags {
+            limits::strings(
+                "filter.tags",
+                tags,
+                limits::MAX_FILTER_TAGS,
+                limits::MAX_TAG_CHARS,
+            )?;
+        }
+        limits::opt_chars(
+            "filter.threadId",
+            self.thread_id.as_deref(),
+            limits::MAX_THREAD_ID_CHARS,
+        )?;
         Ok(MemoryFilter {
             tags: self.tags.unwrap_or_default(),
             agent_id: self
@@ -402,6 +416,7 @@ impl MemoryMutation {
         inputs: Vec<MemoryInput>,
     ) -> Result<Vec<Memory>> {
         let p = ctx.principal()?;
+        limits::list("inputs", inputs.len(), limits::MAX_BATCH)?;
         let space_id = resource_id("space", &space_id)?;
         let drafts = inputs.into_iter().map(MemoryInput::draft).collect();
         let rows = service::create_many(ctx.db(), ctx.index(), p, space_id, drafts, true).await?;
@@ -459,6 +474,8 @@ impl MemoryMutation {
         messages: Vec<ThreadMessageInput>,
     ) -> Result<Vec<Memory>> {
         let p = ctx.principal()?;
+        limits::list("messages", messages.len(), limits::MAX_BATCH)?;
+        limits::chars("threadId", &thread_id, limits::MAX_THREAD_ID_CHARS)?;
         let space_id = resource_id("space", &space_id)?;
         let mut drafts = Vec::with_capacity(messages.len());
         for (i, m) in messages.into_iter().enumerate() {

@@ -13,6 +13,7 @@ use crate::page::{PageInfo, Window};
 use entity::{space, space_grant, space_token};
 use memspace_core::access::{Permission, SubjectKind};
 use memspace_core::error::AppError;
+use memspace_core::limits;
 use memspace_core::principal::PrincipalKind;
 use memspace_core::vocab::AccessMode;
 use memspace_core::vocab::DuplicatePolicy;
@@ -413,7 +414,9 @@ pub struct LabelInput {
 pub struct ChunkingInput {
     /// Characters per chunk, 50–8000.
     chunk_size: i32,
-    /// Characters shared by neighbouring chunks, 0 ≤ overlap < chunkSize.
+    /// Characters shared by neighbouring chunks: 0 ≤ overlap ≤ chunkSize − ⌈chunkSize / 4⌉ (the
+    /// step is at least a quarter of the size). A memory cut into more than 256 chunks is
+    /// refused (VALIDATION_ERROR on `content`).
     #[graphql(default)]
     chunk_overlap: i32,
 }
@@ -540,23 +543,24 @@ pub struct UpdateSpaceInput {
     duplicate_policy: Option<DuplicatePolicy>,
     /// 0.5–1.0.
     duplicate_threshold: Option<f64>,
-    // When any of the sharing fields below is given, the space's grants become exactly the
-    // union of the given ones.
-    /// Grants to give (VIEW or EDIT to users, roles, departments, agents, tenants, all users).
+    /// Replaces EVERY grant of the space: the grants become these plus those of the lists
+    /// below sent with it; `[]` alone removes all sharing. At most 1000.
     grants: Option<Vec<GrantInput>>,
-    /// Users who may view (VIEW grants).
+    /// Replaces only the users' (and all users') VIEW grants; EDIT grants and other kinds stay.
+    /// A subject that also holds EDIT keeps it. At most 1000.
     access_users: Option<Vec<ID>>,
-    /// Departments whose users may view.
+    /// Replaces only the departments' VIEW grants. At most 1000.
     access_departments: Option<Vec<ID>>,
-    /// Roles whose holders may view.
+    /// Replaces only the roles' VIEW grants. At most 1000.
     visible_to_roles: Option<Vec<ID>>,
-    /// Users who may edit; `"*"` means every user of the organization.
+    /// Replaces only the users' (and all users') EDIT grants; `"*"` means every user of the
+    /// organization. At most 1000.
     editable_by_users: Option<Vec<ID>>,
-    /// Roles whose holders may edit.
+    /// Replaces only the roles' EDIT grants. At most 1000.
     editable_by_roles: Option<Vec<ID>>,
-    /// Agents that may work in the space (EDIT); at most 10.
+    /// Replaces only the agents' EDIT grants (at most 10 agents per space).
     allowed_agent_ids: Option<Vec<ID>>,
-    /// Other organizations whose principals may view (cross-tenant).
+    /// Replaces only the tenants' (other organizations') VIEW grants. At most 1000.
     allowed_tenant_ids: Option<Vec<ID>>,
 }
 
@@ -585,6 +589,30 @@ pub struct SpaceFilter {
     /// Include soft-deleted spaces.
     #[graphql(default)]
     include_deleted: bool,
+}
+
+impl SpaceFilter {
+    /// List and string lengths, before any SQL (the glob is checked by the domain).
+    fn check_lengths(&self) -> Result<(), AppError> {
+        if let Some(labels) = &self.labels {
+            limits::list("filter.labels", labels.len(), limits::MAX_LABELS)?;
+            for (i, l) in labels.iter().enumerate() {
+                let key = format!("filter.labels[{i}].key");
+                limits::chars(&key, &l.key, limits::MAX_LABEL_KEY_CHARS)?;
+                let value = format!("filter.labels[{i}].value");
+                limits::chars(&value, &l.value, limits::MAX_LABEL_VALUE_CHARS)?;
+            }
+        }
+        if let Some(tags) = &self.tags {
+            limits::strings(
+                "filter.tags",
+                tags,
+                limits::MAX_FILTER_TAGS,
+                limits::MAX_TAG_CHARS,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
@@ -719,6 +747,7 @@ pub async fn list_spaces(
 ) -> Result<SpaceConnection> {
     let p = ctx.principal()?;
     let filter = filter.unwrap_or_default();
+    filter.check_lengths()?;
     let order = order_by.unwrap_or(SpaceOrder {
         field: SpaceOrderField::CreatedAt,
         direction: OrderDirection::Desc,
@@ -782,6 +811,11 @@ impl SpaceMutation {
     /// Creates a space owned by the caller (or, for org admins, by `ownerId`).
     async fn create_space(&self, ctx: &Context<'_>, input: CreateSpaceInput) -> Result<Space> {
         let p = ctx.principal()?;
+        limits::opt_chars(
+            "embedder",
+            input.embedder.as_deref(),
+            limits::MAX_EMBEDDER_NAME_CHARS,
+        )?;
         let new = NewSpace {
             name: input.name,
             description: input.description,
@@ -815,6 +849,11 @@ impl SpaceMutation {
         input: UpdateSpaceInput,
     ) -> Result<Space> {
         let p = ctx.principal()?;
+        limits::opt_chars(
+            "embedder",
+            input.embedder.as_deref(),
+            limits::MAX_EMBEDDER_NAME_CHARS,
+        )?;
         let id = resource_id("space", &id)?;
         let patch = SpacePatch {
             name: input.name,
