@@ -13,6 +13,7 @@ mod hardening;
 mod identity;
 mod mcp;
 mod memories;
+mod pgvector;
 mod quality;
 mod realtime;
 mod replicas;

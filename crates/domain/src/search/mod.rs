@@ -65,7 +65,8 @@ pub async fn search(
     let limit = req.limit as usize;
     // Candidates per ranking: more than the limit, so filters and fusion have room.
     let depth = (limit * 5).max(50);
-    let rankings = rank::rank(db, index, &scope, &query, req.mode, depth).await?;
+    let filter_cond = memories::filter_condition(&req.filter)?;
+    let rankings = rank::rank(db, index, &scope, &query, req.mode, &filter_cond, depth).await?;
     let found = filter(db, rankings, &req, limit).await?;
     if found.is_empty() {
         return Ok(Vec::new());
