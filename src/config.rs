@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 pub use memspace_engine::config::{EmbedderConfig, RemoteEmbedder};
+pub use memspace_engine::pgvector::{StoreConfig as VectorStoreConfig, StoreMode as VectorStore};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://memspace.db?mode=rwc";
 
@@ -102,6 +103,41 @@ pub struct ServeArgs {
     pub data_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub embedders: EmbedderArgs,
+    #[command(flatten)]
+    pub vector_store: VectorStoreArgs,
+}
+
+/// Where chunk vectors are searched.
+#[derive(Clone, Debug, clap::Args)]
+pub struct VectorStoreArgs {
+    /// Where chunk vectors are searched: `pgvector` (in PostgreSQL; a start-up error when the
+    /// database lacks the extension), `memory` (the in-process index) or `auto` (pgvector
+    /// when the database is PostgreSQL and `CREATE EXTENSION vector` works, else memory).
+    #[arg(long, env = "MEMSPACE_VECTOR_STORE", default_value = "auto")]
+    pub vector_store: VectorStore,
+    /// pgvector HNSW graph degree (`m`, 2–100; applies to indexes built from now on).
+    #[arg(long, env = "MEMSPACE_PGVECTOR_M", default_value_t = 16)]
+    pub pgvector_m: u32,
+    /// pgvector HNSW build beam (`ef_construction`, 2·m–1000; indexes built from now on).
+    #[arg(long, env = "MEMSPACE_PGVECTOR_EF_CONSTRUCTION", default_value_t = 64)]
+    pub pgvector_ef_construction: u32,
+    /// pgvector HNSW search beam (`hnsw.ef_search`, 1–1000; widened to the rows a query asks).
+    #[arg(long, env = "MEMSPACE_PGVECTOR_EF_SEARCH", default_value_t = 100)]
+    pub pgvector_ef_search: u32,
+}
+
+impl VectorStoreArgs {
+    pub fn config(&self) -> Result<VectorStoreConfig, String> {
+        let config = VectorStoreConfig {
+            mode: self.vector_store,
+            m: self.pgvector_m,
+            ef_construction: self.pgvector_ef_construction,
+            ef_search: self.pgvector_ef_search,
+            ..VectorStoreConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Which embedders the server offers.
@@ -180,6 +216,9 @@ pub struct Config {
     pub max_subscriptions_per_connection: usize,
     pub max_subscriptions_per_key: usize,
     pub embedders: EmbedderConfig,
+    /// Where chunk vectors are searched (pgvector or the in-process index) and pgvector's
+    /// HNSW parameters.
+    pub vector_store: VectorStoreConfig,
 }
 
 impl Config {
@@ -220,6 +259,7 @@ impl Config {
             max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
             max_subscriptions_per_key: limits.max_subscriptions_per_key,
             embedders: EmbedderConfig::default(),
+            vector_store: VectorStoreConfig::default(),
         }
     }
 }
@@ -262,6 +302,7 @@ impl TryFrom<&ServeArgs> for Config {
             max_subscriptions_per_connection: args.max_subscriptions_per_connection,
             max_subscriptions_per_key: args.max_subscriptions_per_key,
             embedders: args.embedders.config()?,
+            vector_store: args.vector_store.config()?,
         })
     }
 }

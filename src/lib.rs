@@ -24,7 +24,8 @@ pub mod search {
     #[cfg(feature = "neural")]
     pub use memspace_engine::neural;
     pub use memspace_engine::{
-        chunking, embedder, fusion, keyword, neural_embedder, registry, remote, vector_index,
+        chunking, embedder, fusion, keyword, neural_embedder, pgvector, registry, remote,
+        vector_index,
     };
 }
 
@@ -91,10 +92,30 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if db.bus.is_postgres() {
         events::spawn_listener(db.bus.clone(), config.database_url.clone());
     }
-    let index = Arc::new(match &config.data_dir {
+    let dims: Vec<usize> = db
+        .embedders
+        .available()
+        .iter()
+        .map(|e| e.dimension())
+        .collect();
+    let pgvector = search::pgvector::PgVector::start(
+        &config.database_url,
+        db.read.clone(),
+        &config.vector_store,
+        &dims,
+    )
+    .await?;
+    let mut index = match &config.data_dir {
         Some(dir) => search::vector_index::VectorIndex::open(dir.clone(), config.vector_exact_max),
         None => search::vector_index::VectorIndex::with_exact_max(config.vector_exact_max),
-    });
+    };
+    if let Some(pg) = &pgvector {
+        index = index.with_pgvector(pg.clone());
+    }
+    let index = Arc::new(index);
+    if let Some(pg) = pgvector.filter(|pg| !pg.is_switched()) {
+        spawn_pgvector_migration(pg, index.clone());
+    }
     spawn_index_invalidation(db.bus.clone(), index.clone());
     spawn_expiry_sweep(db.clone(), index.clone(), config.sweep_interval);
     if config.data_dir.is_some() {
@@ -149,6 +170,18 @@ fn spawn_index_invalidation(bus: events::Bus, index: Arc<search::vector_index::V
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
+    });
+}
+
+/// Brings an existing PostgreSQL database over to pgvector (backfill, concurrent index
+/// builds); once searches run in SQL, the in-process index lets its vectors go.
+fn spawn_pgvector_migration(
+    pg: Arc<search::pgvector::PgVector>,
+    index: Arc<search::vector_index::VectorIndex>,
+) {
+    tokio::spawn(async move {
+        pg.migrate().await;
+        index.forget_all();
     });
 }
 

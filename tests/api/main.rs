@@ -16,6 +16,7 @@ mod identity;
 mod input_limits;
 mod mcp;
 mod memories;
+mod pgvector;
 mod quality;
 mod realtime;
 mod relay;

@@ -1211,7 +1211,12 @@ async fn a_cross_tenant_search_is_audited_before_it_answers_and_an_own_search_is
 async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_made_since() {
     let data = tempfile::tempdir().expect("temp dir");
     let dir = data.path().to_path_buf();
-    let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
+    // The in-process index's persistence (pgvector, where available, keeps no file).
+    let first = TestApp::spawn_with(|c| {
+        c.data_dir = Some(dir.clone());
+        c.vector_store.mode = memspace::config::VectorStore::Memory;
+    })
+    .await;
     let key = first.admin_key.clone();
     let space = first.space_as(&key, "kept", json!({})).await;
     let kept = first
@@ -1250,7 +1255,12 @@ async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_
         .await;
     deleted.data();
 
-    let second = first.reopen(|c| c.data_dir = Some(dir.clone())).await;
+    let second = first
+        .reopen(|c| {
+            c.data_dir = Some(dir.clone());
+            c.vector_store.mode = memspace::config::VectorStore::Memory;
+        })
+        .await;
     let reopened = second.index.reopened_spaces();
     let r = search(&second, &key, input).await;
 
@@ -1274,7 +1284,12 @@ async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_
 async fn a_damaged_index_file_is_ignored_and_the_space_loads_from_the_database() {
     let data = tempfile::tempdir().expect("temp dir");
     let dir = data.path().to_path_buf();
-    let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
+    // The in-process index's persistence (pgvector, where available, keeps no file).
+    let first = TestApp::spawn_with(|c| {
+        c.data_dir = Some(dir.clone());
+        c.vector_store.mode = memspace::config::VectorStore::Memory;
+    })
+    .await;
     let key = first.admin_key.clone();
     let space = first.space_as(&key, "kept", json!({})).await;
     let kept = first
@@ -1294,7 +1309,12 @@ async fn a_damaged_index_file_is_ignored_and_the_space_loads_from_the_database()
     bytes[last] ^= 0xff;
     std::fs::write(&file, bytes).expect("damaged");
 
-    let second = first.reopen(|c| c.data_dir = Some(dir.clone())).await;
+    let second = first
+        .reopen(|c| {
+            c.data_dir = Some(dir.clone());
+            c.vector_store.mode = memspace::config::VectorStore::Memory;
+        })
+        .await;
     let r = search(&second, &key, input).await;
 
     assert_eq!(second.index.reopened_spaces(), 0);

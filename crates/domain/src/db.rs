@@ -221,6 +221,58 @@ impl ConnectionTrait for Write {
     }
 }
 
+/// Nested transactions (savepoints) inside a write, so a read that sets scan parameters with
+/// `SET LOCAL` (the pgvector search) runs on the write's own connection.
+#[async_trait::async_trait]
+impl sea_orm::TransactionTrait for Write {
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.txn.begin().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<sea_orm::IsolationLevel>,
+        access_mode: Option<sea_orm::AccessMode>,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        self.txn
+            .begin_with_config(isolation_level, access_mode)
+            .await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, sea_orm::TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'c>,
+            > + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.txn.transaction(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<sea_orm::IsolationLevel>,
+        access_mode: Option<sea_orm::AccessMode>,
+    ) -> Result<T, sea_orm::TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'c>,
+            > + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.txn
+            .transaction_with_config(callback, isolation_level, access_mode)
+            .await
+    }
+}
+
 /// Hides a password in a database URL before it is logged.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {

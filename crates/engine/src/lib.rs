@@ -13,6 +13,7 @@ pub mod minilm;
 #[cfg(feature = "neural")]
 pub mod neural;
 pub mod neural_embedder;
+pub mod pgvector;
 pub mod registry;
 pub mod remote;
 pub mod vector_index;

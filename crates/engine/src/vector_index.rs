@@ -24,14 +24,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use sea_orm::sea_query::Condition;
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use uuid::Uuid;
 
 use crate::ann::{Ann, Hnsw};
 use crate::embedder::{dot, from_bytes};
 use crate::index_file::{self, SavedSpace};
+use crate::pgvector::PgVector;
 use entity::{chunk, memory};
 use memspace_core::error::{AppError, AppResult};
 
@@ -225,6 +229,9 @@ pub struct VectorIndex {
     changes: RwLock<()>,
     /// Spaces reopened from the file at start.
     reopened: usize,
+    /// The pgvector store: once it serves a dimension, that dimension's searches run in SQL
+    /// and nothing of it is loaded here.
+    pg: Option<Arc<PgVector>>,
 }
 
 impl Default for VectorIndex {
@@ -247,6 +254,7 @@ impl VectorIndex {
             dir: None,
             changes: RwLock::new(()),
             reopened: 0,
+            pg: None,
         }
     }
 
@@ -264,6 +272,17 @@ impl VectorIndex {
         }
         index.dir = Some(dir);
         index
+    }
+
+    /// Searches go to `pg` for the dimensions it serves.
+    pub fn with_pgvector(mut self, pg: Arc<PgVector>) -> Self {
+        self.pg = Some(pg);
+        self
+    }
+
+    /// The pgvector store, when the database has one.
+    pub fn pgvector(&self) -> Option<&Arc<PgVector>> {
+        self.pg.as_ref()
     }
 
     /// The memories held for a space, when it is loaded.
@@ -657,9 +676,9 @@ impl VectorIndex {
     }
 
     /// The `top` memories of a space closest to `query` (a unit vector), best first.
-    pub async fn search(
+    pub async fn search<C: ConnectionTrait + TransactionTrait>(
         &self,
-        db: &impl ConnectionTrait,
+        db: &C,
         space_id: Uuid,
         db_version: i64,
         query: &[f32],
@@ -675,13 +694,32 @@ impl VectorIndex {
     /// The `top` memories of all of `scope`'s spaces (of one embedder) closest to `query`, best
     /// first: one exact scan or one filtered ANN query, as [`plan`] decides. Large scans run on
     /// the blocking pool so they never stall the async runtime.
-    pub async fn search_scope(
+    pub async fn search_scope<C: ConnectionTrait + TransactionTrait>(
         &self,
-        db: &impl ConnectionTrait,
+        db: &C,
         scope: &[ScopeEntry],
         query: &[f32],
         top: usize,
     ) -> AppResult<Vec<VectorHit>> {
+        self.search_filtered(db, scope, query, top, None).await
+    }
+
+    /// [`VectorIndex::search_scope`] among the memories `filter` (a condition on `memories`)
+    /// accepts, when the search runs in SQL (pgvector), so that a selective filter still
+    /// returns `top` memories; the in-process index ignores it (the caller filters its
+    /// candidates).
+    pub async fn search_filtered<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        db: &C,
+        scope: &[ScopeEntry],
+        query: &[f32],
+        top: usize,
+        filter: Option<Condition>,
+    ) -> AppResult<Vec<VectorHit>> {
+        if let Some(pg) = self.pg.as_ref().filter(|pg| pg.serves(query.len())) {
+            let spaces: Vec<Uuid> = scope.iter().map(|s| s.space_id).collect();
+            return pg.search(db, &spaces, query, top, filter).await;
+        }
         // Read locks in space order: two searches never wait on each other in a cycle.
         let mut ordered: Vec<&ScopeEntry> = scope.iter().collect();
         ordered.sort_by_key(|s| s.space_id);

@@ -89,7 +89,8 @@ pub async fn search_page(
     let window = (offset + limit + 1).min(MAX_WINDOW);
     // Candidates per ranking: more than the window, so filters and fusion have room.
     let depth = (window * 5).max(50);
-    let rankings = rank::rank(db, index, &scope, &query, req.mode, depth).await?;
+    let filter_cond = memories::filter_condition(&req.filter)?;
+    let rankings = rank::rank(db, index, &scope, &query, req.mode, &filter_cond, depth).await?;
     let found = filter(db, rankings, &req, window).await?;
     let more = found.len() > offset + limit;
     let found: Vec<Found> = found.into_iter().skip(offset).take(limit).collect();

@@ -2,6 +2,7 @@
 //! filters and the fusion have room.
 use std::collections::HashMap;
 
+use sea_orm::sea_query::Condition;
 use uuid::Uuid;
 
 use super::scope::Scope;
@@ -24,6 +25,7 @@ pub async fn rank(
     scope: &Scope,
     query: &str,
     mode: SearchMode,
+    filter: &Condition,
     depth: usize,
 ) -> AppResult<Rankings> {
     let keyword = if mode != SearchMode::Semantic {
@@ -37,7 +39,7 @@ pub async fn rank(
         Vec::new()
     };
     let semantic = if mode != SearchMode::Keyword {
-        semantic(db, index, scope, query, mode, depth).await?
+        semantic(db, index, scope, query, mode, filter, depth).await?
     } else {
         Vec::new()
     };
@@ -47,13 +49,15 @@ pub async fn rank(
 /// The query is embedded once per distinct embedder, and each embedder's spaces are searched
 /// in one index query. A space whose embedder cannot answer now is left out of the semantic
 /// ranking (HYBRID still has its keyword half); a SEMANTIC search fails only when no space it
-/// covers could be ranked at all.
+/// covers could be ranked at all. `filter` (the memory filters) goes with the query, so that a
+/// store searching in SQL (pgvector) ranks only memories that pass it.
 async fn semantic(
     db: &Db,
     index: &VectorIndex,
     scope: &Scope,
     query: &str,
     mode: SearchMode,
+    filter: &Condition,
     depth: usize,
 ) -> AppResult<Vec<(Uuid, f64, i32)>> {
     let mut by_embedder: HashMap<&str, Vec<ScopeEntry>> = HashMap::new();
@@ -82,7 +86,13 @@ async fn semantic(
         };
         embedded += 1;
         let hits = index
-            .search_scope(&db.read, &by_embedder[name], &qv, depth)
+            .search_filtered(
+                &db.read,
+                &by_embedder[name],
+                &qv,
+                depth,
+                Some(filter.clone()),
+            )
             .await?;
         ranked.extend(
             hits.into_iter()
