@@ -7,6 +7,7 @@ pub mod chunking;
 pub mod config;
 pub mod embedder;
 pub mod fusion;
+pub mod hit;
 pub mod index_file;
 pub mod keyword;
 pub mod minilm;

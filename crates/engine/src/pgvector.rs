@@ -33,7 +33,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::embedder::{dot, from_bytes};
-use crate::vector_index::VectorHit;
+use crate::hit::VectorHit;
 use entity::{chunk, memory};
 use memspace_core::error::{AppError, AppResult};
 

@@ -161,13 +161,7 @@ pub struct ScopeEntry {
     pub version: i64,
 }
 
-/// One scored memory: its best chunk's ordinal and cosine similarity.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct VectorHit {
-    pub memory_id: Uuid,
-    pub ord: i32,
-    pub score: f32,
-}
+pub use crate::hit::VectorHit;
 
 /// Scopes of at most this many vectors are scanned exactly (about 2 ms at 384 dimensions).
 pub const EXACT_MAX: usize = 20_000;

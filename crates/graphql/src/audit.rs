@@ -95,6 +95,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit log of the caller's organization, newest first (org admins only).
+    #[allow(clippy::too_many_arguments)]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

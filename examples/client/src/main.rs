@@ -156,7 +156,8 @@ async fn main() -> Result<()> {
             limit: 5,
         })
         .await?
-        .search_memories;
+        .memory_search
+        .nodes;
     for (rank, hit) in hits.iter().enumerate() {
         println!(
             "hit {} score={:.4} [{}] {}",

@@ -286,6 +286,7 @@ impl Space {
         }
     }
     /// The space's memories, newest first by default (`order: ASC` for oldest first).
+    #[allow(clippy::too_many_arguments)]
     async fn memories(
         &self,
         ctx: &Context<'_>,
@@ -650,6 +651,7 @@ impl SpaceQuery {
     }
 
     /// The spaces the caller can see, as a Relay connection (default newest first).
+    #[allow(clippy::too_many_arguments)]
     async fn spaces(
         &self,
         ctx: &Context<'_>,

@@ -74,6 +74,7 @@ impl Workspace {
         Ok(self.stats(ctx).await?.bytes)
     }
     /// Members and their roles, in the order they joined.
+    #[allow(clippy::too_many_arguments)]
     async fn members(
         &self,
         ctx: &Context<'_>,
@@ -106,6 +107,7 @@ impl Workspace {
         })
     }
     /// The workspace's spaces (that the caller can see), like `Query.spaces`.
+    #[allow(clippy::too_many_arguments)]
     async fn spaces(
         &self,
         ctx: &Context<'_>,
@@ -261,6 +263,7 @@ impl WorkspaceQuery {
     }
 
     /// Workspaces the caller is a member of (org admins: all of the organization's).
+    #[allow(clippy::too_many_arguments)]
     async fn workspaces(
         &self,
         ctx: &Context<'_>,
