@@ -73,6 +73,14 @@ function compare(path, a, b) {
   }
   if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a)) {
     for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      if (k === "possibleTypes" || k === "interfaces") {
+        // Sets, not lists: a union's or interface's members and an object's interfaces carry
+        // no order. async-graphql answers `interfaces: null` for an interface where graphql-js
+        // answers `[]` (interfaces implementing interfaces are not used here): both mean none.
+        const set = (l) => [...(l ?? [])].sort((x, y) => x.name.localeCompare(y.name));
+        compare(`${path}.${k}`, set(a[k]), set(b[k]));
+        continue;
+      }
       compare(`${path}.${k}`, a[k], b[k]);
     }
     return;
