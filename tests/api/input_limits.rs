@@ -632,10 +632,24 @@ async fn the_list_inputs_that_broke_sql_are_refused_before_any_statement_runs() 
         (SPACES, json!({ "f": { "tags": vec!["t"; 40_000] } })),
     ];
     for (query, variables) in cases {
-        let before = app.statements();
-        let r = app.gql(query, variables).await;
-        assert_eq!(r.code(), "VALIDATION_ERROR", "{query}");
-        assert_eq!(app.statements(), before, "SQL ran for {query}");
+        // The counter is the whole server's, and background work (the expiry sweep, a
+        // reconnecting listener) can land in a window now and then: a request that runs SQL
+        // does so every time, so one clean attempt out of three proves it runs none.
+        let mut ran = Vec::new();
+        for _ in 0..3 {
+            let before = app.statements();
+            let r = app.gql(query, variables.clone()).await;
+            assert_eq!(r.code(), "VALIDATION_ERROR", "{query}");
+            ran.push(app.statements() - before);
+            if ran.last() == Some(&0) {
+                break;
+            }
+        }
+        assert_eq!(
+            ran.last(),
+            Some(&0),
+            "SQL ran for {query}: {ran:?} statements"
+        );
     }
 }
 
