@@ -6,6 +6,11 @@ use std::sync::atomic::Ordering;
 use memspace::Config;
 use serde_json::{json, Value};
 
+/// Held by the few tests that load the whole machine (the fuzz runs, the 1,000-space pgvector
+/// corpus), so two of them never overlap on 2 cores: each asserts timings and answers that a
+/// second such load beside it would turn into timeouts that say nothing about the server.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct TestApp {
     pub url: String,
     pub admin_key: String,

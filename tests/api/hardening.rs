@@ -1738,6 +1738,7 @@ pub(crate) fn check_answer(status: u16, body: &[u8]) -> Result<Vec<String>, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_malformed_and_hostile_requests_get_200_or_4xx_with_coded_errors_and_the_server_keeps_working(
 ) {
+    let _heavy = crate::common::HEAVY.lock().await;
     let app = TestApp::spawn().await;
     let (_, user) = app.user("fuzzed", false).await;
     let space = new_space(&app, "fuzz").await;
@@ -2349,7 +2350,14 @@ async fn thousands_of_malformed_and_hostile_websocket_messages_get_coded_answers
 ) {
     // The rest of the suite runs beside this test and can stall the database for seconds on a
     // 2-core machine (seen on PostgreSQL): the init timeout must not turn a stall into 4408s.
-    let app = TestApp::spawn_with(|c| c.ws_init_timeout = Duration::from_secs(60)).await;
+    let _heavy = crate::common::HEAVY.lock().await;
+    // Eight sockets at once: a pool of the harness's 4 connections would make them queue on
+    // each other (PostgreSQL's acquire timeout is 10 s), which is not what this test is about.
+    let app = TestApp::spawn_with(|c| {
+        c.ws_init_timeout = Duration::from_secs(60);
+        c.db_pool_size = 16;
+    })
+    .await;
     let (_, user) = app.user("ws-fuzzed", false).await;
     let space = new_space(&app, "ws-fuzz").await;
     let memory = app

@@ -178,6 +178,7 @@ async fn spaces(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_selective_filter_among_1000_spaces_still_returns_its_k_nearest_memories() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let Some(pg) = pgvector_app("selective_filter", |_| {}).await else {
         return;
     };
