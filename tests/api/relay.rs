@@ -65,6 +65,15 @@ async fn one_of_each(app: &TestApp) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The typenames of `all` whose entry in `seen` is not null, in order.
+fn visible_kinds<'a>(all: &[(&'a str, String)], seen: &[Value]) -> Vec<&'a str> {
+    all.iter()
+        .zip(seen)
+        .filter(|(_, n)| !n.is_null())
+        .map(|((t, _), _)| *t)
+        .collect()
+}
+
 async fn nodes_as(app: &TestApp, key: &str, ids: &[String]) -> Vec<Value> {
     let r = app
         .gql_as(
@@ -129,12 +138,7 @@ async fn node_hides_from_other_tenants_users_and_tokens_what_the_typed_lookups_h
     // user, a workspace it is not in, nor the audit log.
     let (_, member) = app.user("relay-member", false).await;
     let seen = nodes_as(&app, &member, &ids).await;
-    let visible: Vec<&str> = all
-        .iter()
-        .zip(&seen)
-        .filter(|(_, n)| !n.is_null())
-        .map(|((t, _), _)| *t)
-        .collect();
+    let visible = visible_kinds(&all, &seen);
     assert_eq!(
         visible,
         ["User", "Agent", "Role", "Department", "Organization"],
@@ -147,12 +151,7 @@ async fn node_hides_from_other_tenants_users_and_tokens_what_the_typed_lookups_h
         .space_token_as(&app.admin_key, space, "VIEW", None)
         .await;
     let seen = nodes_as(&app, &token, &ids).await;
-    let visible: Vec<&str> = all
-        .iter()
-        .zip(&seen)
-        .filter(|(_, n)| !n.is_null())
-        .map(|((t, _), _)| *t)
-        .collect();
+    let visible = visible_kinds(&all, &seen);
     assert_eq!(visible, ["Space", "Memory", "Organization"], "{seen:?}");
 }
 

@@ -36,6 +36,7 @@ use memspace_core::vocab::WorkspaceRole;
 pub const MAX_NODE_IDS: usize = 100;
 
 /// The object behind an id.
+#[derive(Clone)]
 pub enum Node {
     Space(SpaceAccess),
     Memory(memory::Model),
@@ -117,33 +118,8 @@ pub async fn resolve(
     }
     Ok(parsed
         .into_iter()
-        .map(|id| id.and_then(|id| found.get(&id).map(Node::duplicate)))
+        .map(|id| id.and_then(|id| found.get(&id).cloned()))
         .collect())
-}
-
-impl Node {
-    /// A copy for a repeated id (`SpaceAccess` is not `Clone`).
-    fn duplicate(&self) -> Node {
-        match self {
-            Node::Space(a) => Node::Space(SpaceAccess {
-                space: a.space.clone(),
-                grants: a.grants.clone(),
-                permission: a.permission,
-                stats: a.stats,
-            }),
-            Node::Memory(m) => Node::Memory(m.clone()),
-            Node::Workspace(w, r) => Node::Workspace(w.clone(), *r),
-            Node::Organization(m) => Node::Organization(m.clone()),
-            Node::User(m) => Node::User(m.clone()),
-            Node::Agent(m) => Node::Agent(m.clone()),
-            Node::Role(m) => Node::Role(m.clone()),
-            Node::Department(m) => Node::Department(m.clone()),
-            Node::ApiKey(m) => Node::ApiKey(m.clone()),
-            Node::SpaceToken(m) => Node::SpaceToken(m.clone()),
-            Node::SpaceGrant(m) => Node::SpaceGrant(m.clone()),
-            Node::AuditEvent(m) => Node::AuditEvent(m.clone()),
-        }
-    }
 }
 
 /// Which table holds each id: one `UNION ALL` of primary-key lookups.
