@@ -593,6 +593,11 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Without TCP_NODELAY a response written in parts (the SSE events of an MCP
+                // answer, a chunked body) waits for the client's delayed ACK: +40 ms per call.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
