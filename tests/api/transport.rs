@@ -759,3 +759,52 @@ async fn response_keys_follow_the_selection_order_on_every_run() {
         assert_eq!(spaces.get("pageInfo").keys(), ["hasNextPage", "endCursor"]);
     }
 }
+
+// ---- the JSON scalar and the schema's consistent names ----
+
+#[tokio::test]
+async fn the_json_scalar_names_its_specification_and_keeps_its_wire_format() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .gql(
+            r#"{ __type(name: "JSON") { kind description specifiedByURL } }"#,
+            json!({}),
+        )
+        .await;
+    let t = &r.data()["__type"];
+    assert_eq!(t["kind"], "SCALAR");
+    assert_eq!(
+        t["specifiedByURL"],
+        "https://www.rfc-editor.org/rfc/rfc8259"
+    );
+    assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+
+    // A value goes in (as a variable, and as a literal) and comes out as itself, not a string.
+    let space = app.space_as(&app.admin_key, "json", json!({})).await;
+    let metadata = json!({ "a": [1, 2.5, "x", null, true], "b": { "c": -3 } });
+    let id = app
+        .memory_as(&app.admin_key, &space, "m", json!({ "metadata": metadata }))
+        .await;
+    let r = app
+        .gql(
+            "query($id:ID!){ memory(id:$id){ metadata } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(r.data()["memory"]["metadata"], metadata);
+    let r = app
+        .gql(
+            r#"mutation($id:ID!){ updateMemory(id:$id, input:{metadata:{k:"v", n:[1]}}){ metadata } }"#,
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        r.data()["updateMemory"]["metadata"],
+        json!({ "k": "v", "n": [1] })
+    );
+    // Not an object: still the domain's VALIDATION_ERROR on `metadata`.
+    let r = app
+        .create_memory_as(&app.admin_key, &space, "m2", json!({ "metadata": [1] }))
+        .await;
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+}

@@ -2,7 +2,7 @@
 pub mod subscription;
 
 use async_graphql::{
-    ComplexObject, Context, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject, ID,
+    ComplexObject, Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
@@ -10,6 +10,7 @@ use sea_orm::sea_query::Condition;
 use crate::context::{input_id, loader_err, resource_id, Ctx};
 use crate::directory::{load_principal, Agent, PrincipalObject};
 use crate::page::PageInfo;
+use crate::scalars::Json;
 use crate::spaces::Space;
 use entity::memory;
 use memspace_core::error::AppError;
@@ -49,7 +50,7 @@ impl Memory {
             .unwrap_or_default())
     }
     /// A JSON object.
-    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
+    async fn metadata(&self) -> Option<Json> {
         self.0
             .metadata
             .as_deref()
@@ -280,7 +281,7 @@ pub struct MemoryInput {
     #[graphql(default)]
     tags: Vec<String>,
     /// A JSON object of at most 16 KiB.
-    metadata: Option<Json<serde_json::Value>>,
+    metadata: Option<Json>,
     /// 1–10, default 5.
     importance: Option<i32>,
     /// 0.0–1.0, default 1.0.
@@ -323,7 +324,7 @@ pub struct CreateMemoryInput {
     content: String,
     #[graphql(default)]
     tags: Vec<String>,
-    metadata: Option<Json<serde_json::Value>>,
+    metadata: Option<Json>,
     importance: Option<i32>,
     confidence: Option<f64>,
     agent_id: Option<ID>,
@@ -341,7 +342,7 @@ pub struct UpdateMemoryInput {
     content: Option<String>,
     /// Replaces all tags.
     tags: Option<Vec<String>>,
-    metadata: MaybeUndefined<Json<serde_json::Value>>,
+    metadata: MaybeUndefined<Json>,
     importance: Option<i32>,
     confidence: Option<f64>,
     thread_id: MaybeUndefined<String>,
