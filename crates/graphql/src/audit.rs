@@ -10,11 +10,12 @@ use entity::audit_event;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::audit::{self as service, AuditFilter as Filter};
 
-/// Who, from which organization, did what to which resource, and when.
 pub struct AuditEvent(pub audit_event::Model);
 
+/// Who, from which organization, did what to which resource, and when.
 #[Object]
 impl AuditEvent {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -35,33 +36,44 @@ impl AuditEvent {
     async fn actor_kind(&self) -> &str {
         &self.0.actor_kind
     }
+    /// The id of the user, agent or space token that acted.
     async fn actor_id(&self) -> ID {
         ID(self.0.actor_id.to_string())
     }
+    /// The organization the actor belongs to (another one for cross-tenant access).
     async fn actor_organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.0.actor_organization_id).await
     }
+    /// What kind of object was acted on, for example `space`, `memory`, `api_key`.
     async fn resource_type(&self) -> &str {
         &self.0.resource_type
     }
+    /// The id of that object.
     async fn resource_id(&self) -> ID {
         ID(self.0.resource_id.to_string())
     }
+    /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
 }
 
+/// An audit event with its cursor.
 #[derive(SimpleObject)]
 pub struct AuditEventEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The event.
     node: AuditEvent,
 }
 
+/// A page of the audit log.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct AuditEventConnection {
+    /// The events of this page, with their cursors.
     edges: Vec<AuditEventEdge>,
+    /// Where this page is in the whole log.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -73,6 +85,7 @@ impl AuditEventConnection {
     async fn nodes(&self) -> Vec<&AuditEvent> {
         self.edges.iter().map(|e| &e.node).collect()
     }
+    /// Number of events matching the filter (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
     }
@@ -83,7 +96,9 @@ impl AuditEventConnection {
 pub struct AuditFilter {
     /// Up to 64 characters.
     action: Option<String>,
+    /// Events of this user, agent or space token.
     actor_id: Option<ID>,
+    /// Events on this object.
     resource_id: Option<ID>,
     /// Events at or after this time.
     since: Option<DateTime<Utc>>,
@@ -99,15 +114,15 @@ impl AuditQuery {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<AuditFilter>,
+        #[graphql(desc = "Only events matching this filter.")] filter: Option<AuditFilter>,
     ) -> Result<AuditEventConnection> {
         let p = ctx.principal()?;
         let f = filter.unwrap_or_default();
