@@ -1,5 +1,5 @@
 //! GraphQL types of the audit log.
-use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
 
@@ -7,6 +7,7 @@ use crate::context::{input_id, Ctx};
 use crate::directory::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::page::{PageInfo, Window};
 use entity::audit_event;
+use memspace_core::error::AppError;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::audit::{self as service, AuditFilter as Filter};
 
@@ -33,8 +34,22 @@ impl AuditEvent {
         }
     }
     /// USER, AGENT or SPACE_TOKEN.
+    #[graphql(
+        deprecation = "Use `actorPrincipalKind`: the same value as an enum (`PrincipalKind`)."
+    )]
     async fn actor_kind(&self) -> &str {
         &self.0.actor_kind
+    }
+    /// What kind of credential acted: a user's or an agent's API key, or a space token.
+    async fn actor_principal_kind(&self) -> Result<PrincipalKindValue> {
+        let kind = PrincipalKind::parse(&self.0.actor_kind).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "audit event {} has the unknown actor kind {:?}",
+                self.0.id,
+                self.0.actor_kind
+            ))
+        })?;
+        Ok(kind.into())
     }
     /// The id of the user, agent or space token that acted.
     async fn actor_id(&self) -> ID {
@@ -55,6 +70,28 @@ impl AuditEvent {
     /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
+    }
+}
+
+/// The kind of principal behind a request.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(name = "PrincipalKind")]
+pub enum PrincipalKindValue {
+    /// A user, with an API key.
+    User,
+    /// An agent, with an API key.
+    Agent,
+    /// A space token (no user or agent: `actor` is null).
+    SpaceToken,
+}
+
+impl From<PrincipalKind> for PrincipalKindValue {
+    fn from(kind: PrincipalKind) -> Self {
+        match kind {
+            PrincipalKind::User => PrincipalKindValue::User,
+            PrincipalKind::Agent => PrincipalKindValue::Agent,
+            PrincipalKind::SpaceToken => PrincipalKindValue::SpaceToken,
+        }
     }
 }
 

@@ -322,12 +322,20 @@ impl Space {
         before: Option<String>,
         #[graphql(desc = "Only memories matching this filter.")] filter: Option<MemoryFilterInput>,
         #[graphql(
-            desc = "Newest first (DESC, the default) or oldest first (ASC).",
-            default
+            desc = "Newest first (DESC, the default) or oldest first (ASC); ignored when `orderBy` is given.",
+            default,
+            deprecation = "Use `orderBy: {direction: …}` (the argument name every list uses)."
         )]
         order: OrderDirection,
+        #[graphql(
+            desc = "Sort order (default CREATED_AT DESC); wins over the deprecated `order`."
+        )]
+        order_by: Option<MemoryOrder>,
     ) -> Result<MemoryConnection> {
         let p = ctx.principal()?;
+        let order = order_by.map_or(order, |o| match o.field {
+            MemoryOrderField::CreatedAt => o.direction,
+        });
         let filter = filter.unwrap_or_default().parse()?;
         let window = Window {
             first,
@@ -620,6 +628,9 @@ pub enum TagsMatch {
 #[derive(InputObject, Default)]
 pub struct SpaceFilter {
     /// Glob on the name: `*` any run of characters, `?` one character; case-sensitive.
+    name_glob: Option<String>,
+    /// The same glob as `nameGlob`; when both are given they must be equal.
+    #[graphql(deprecation = "Use `nameGlob` (the name `WorkspaceFilter` uses for the same glob).")]
     name: Option<String>,
     /// Only spaces of this workspace.
     pub workspace_id: Option<ID>,
@@ -638,6 +649,17 @@ pub struct SpaceFilter {
 }
 
 impl SpaceFilter {
+    /// The name glob, from `nameGlob` or the deprecated `name`.
+    fn take_name_glob(&mut self) -> Result<Option<String>, AppError> {
+        match (self.name_glob.take(), self.name.take()) {
+            (Some(glob), Some(old)) if glob != old => Err(AppError::validation(
+                "filter.nameGlob",
+                "give `nameGlob` or the deprecated `name`, not two different globs",
+            )),
+            (glob, old) => Ok(glob.or(old)),
+        }
+    }
+
     /// List and string lengths, before any SQL (the glob is checked by the domain).
     fn check_lengths(&self) -> Result<(), AppError> {
         if let Some(labels) = &self.labels {
@@ -679,6 +701,25 @@ pub enum OrderDirection {
     /// Descending: newest or largest first.
     #[default]
     Desc,
+}
+
+/// What memories can be sorted by.
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+pub enum MemoryOrderField {
+    /// Creation time (the default; ties broken by id).
+    #[default]
+    CreatedAt,
+}
+
+/// How to sort memories (default CREATED_AT DESC).
+#[derive(InputObject)]
+pub struct MemoryOrder {
+    /// What to sort by (default CREATED_AT).
+    #[graphql(default)]
+    field: MemoryOrderField,
+    /// Which way (default DESC).
+    #[graphql(default)]
+    direction: OrderDirection,
 }
 
 /// How to sort spaces (default CREATED_AT DESC); ties are broken by id.
@@ -806,7 +847,7 @@ pub async fn list_spaces(
     order_by: Option<SpaceOrder>,
 ) -> Result<SpaceConnection> {
     let p = ctx.principal()?;
-    let filter = filter.unwrap_or_default();
+    let mut filter = filter.unwrap_or_default();
     filter.check_lengths()?;
     let order = order_by.unwrap_or(SpaceOrder {
         field: SpaceOrderField::CreatedAt,
@@ -829,7 +870,7 @@ pub async fn list_spaces(
         last: window.last,
         before: window.before,
         filter: ListFilter {
-            name_glob: filter.name,
+            name_glob: filter.take_name_glob()?,
             owner_id: filter
                 .owner_id
                 .map(|id| input_id("filter.ownerId", &id))
