@@ -118,7 +118,7 @@ fn describe(errors: &[Value]) -> String {
         .join("; ")
 }
 
-const EXPORT_PAGE: &str = "query($s: ID!, $after: String) { space(id: $s) { memories(first: 1000, after: $after, order: ASC) { edges { node { id content tags metadata importance confidence threadId agent { handle } createdAt expiresAt } } pageInfo { hasNextPage endCursor } } } }";
+const EXPORT_PAGE: &str = "query($s: ID!, $after: String) { space(id: $s) { memories(first: 1000, after: $after, orderBy: { direction: ASC }) { edges { node { id content tags metadata importance confidence threadId agent { handle } createdAt expiresAt } } pageInfo { hasNextPage endCursor } } } }";
 
 /// Streams a space's memories, oldest first, one JSON object per line (constant memory).
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {

@@ -4,7 +4,8 @@
 //! socket error; GraphiQL's assets compressed only for clients that accept gzip, its first tab
 //! a working Memspace example and its advice for a newcomer without a key; `schema.graphql`
 //! equal to a full introspection of the running server (built with graphql-js); response keys
-//! in selection order.
+//! in selection order; the `JSON` scalar's `@specifiedBy`; the consistent names of the README's
+//! "Schema conventions" beside the deprecated ones they replace.
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -758,4 +759,226 @@ async fn response_keys_follow_the_selection_order_on_every_run() {
         }
         assert_eq!(spaces.get("pageInfo").keys(), ["hasNextPage", "endCursor"]);
     }
+}
+
+// ---- the JSON scalar and the schema's consistent names ----
+
+#[tokio::test]
+async fn the_json_scalar_names_its_specification_and_keeps_its_wire_format() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .gql(
+            r#"{ __type(name: "JSON") { kind description specifiedByURL } }"#,
+            json!({}),
+        )
+        .await;
+    let t = &r.data()["__type"];
+    assert_eq!(t["kind"], "SCALAR");
+    assert_eq!(
+        t["specifiedByURL"],
+        "https://www.rfc-editor.org/rfc/rfc8259"
+    );
+    assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+
+    // A value goes in (as a variable, and as a literal) and comes out as itself, not a string.
+    let space = app.space_as(&app.admin_key, "json", json!({})).await;
+    let metadata = json!({ "a": [1, 2.5, "x", null, true], "b": { "c": -3 } });
+    let id = app
+        .memory_as(&app.admin_key, &space, "m", json!({ "metadata": metadata }))
+        .await;
+    let r = app
+        .gql(
+            "query($id:ID!){ memory(id:$id){ metadata } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(r.data()["memory"]["metadata"], metadata);
+    let r = app
+        .gql(
+            r#"mutation($id:ID!){ updateMemory(id:$id, input:{metadata:{k:"v", n:[1]}}){ metadata } }"#,
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        r.data()["updateMemory"]["metadata"],
+        json!({ "k": "v", "n": [1] })
+    );
+    // Not an object: still the domain's VALIDATION_ERROR on `metadata`.
+    let r = app
+        .create_memory_as(&app.admin_key, &space, "m2", json!({ "metadata": [1] }))
+        .await;
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn space_filter_name_glob_filters_and_the_deprecated_name_still_does() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    for name in ["Research notes", "Research log", "Kitchen"] {
+        app.space_as(key, name, json!({})).await;
+    }
+    let names = |r: &crate::common::GqlResponse| -> Vec<String> {
+        let mut v: Vec<String> = r.data()["spaces"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let q = "query($f:SpaceFilter){ spaces(filter:$f){ nodes{ name } } }";
+    let research = vec!["Research log".to_string(), "Research notes".to_string()];
+
+    let new = app
+        .gql(q, json!({ "f": { "nameGlob": "Research*" } }))
+        .await;
+    assert_eq!(names(&new), research);
+    let old = app.gql(q, json!({ "f": { "name": "Research*" } })).await;
+    assert_eq!(names(&old), research);
+    let same = app
+        .gql(
+            q,
+            json!({ "f": { "name": "Research*", "nameGlob": "Research*" } }),
+        )
+        .await;
+    assert_eq!(names(&same), research);
+
+    let both = app
+        .gql(
+            q,
+            json!({ "f": { "name": "Research*", "nameGlob": "Kit*" } }),
+        )
+        .await;
+    assert_eq!(both.code(), "VALIDATION_ERROR");
+    assert_eq!(both.field(), "filter.nameGlob");
+
+    // Introspection marks the old input field deprecated, with a reason.
+    let r = app
+        .gql(
+            r#"{ __type(name: "SpaceFilter") { inputFields(includeDeprecated: true) { name isDeprecated deprecationReason } } }"#,
+            json!({}),
+        )
+        .await;
+    let fields = r.data()["__type"]["inputFields"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let field = |n: &str| fields.iter().find(|f| f["name"] == n).cloned().unwrap();
+    assert_eq!(field("nameGlob")["isDeprecated"], false);
+    assert_eq!(field("name")["isDeprecated"], true);
+    assert!(field("name")["deprecationReason"]
+        .as_str()
+        .unwrap()
+        .contains("nameGlob"));
+}
+
+#[tokio::test]
+async fn space_memories_order_by_sorts_and_the_deprecated_order_still_does() {
+    let app = TestApp::spawn().await;
+    let key = &app.admin_key;
+    let space = app.space_as(key, "ordered", json!({})).await;
+    let mut ids = Vec::new();
+    for content in ["one", "two", "three"] {
+        ids.push(app.memory_as(key, &space, content, json!({})).await);
+    }
+    let listed = |r: &crate::common::GqlResponse| -> Vec<String> {
+        r.data()["space"]["memories"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+
+    let q = "query($s:ID!,$o:MemoryOrder){ space(id:$s){ memories(orderBy:$o){ nodes{ id } } } }";
+    let asc = app
+        .gql(q, json!({ "s": space, "o": { "direction": "ASC" } }))
+        .await;
+    assert_eq!(listed(&asc), ids);
+    let desc = app
+        .gql(
+            q,
+            json!({ "s": space, "o": { "field": "CREATED_AT", "direction": "DESC" } }),
+        )
+        .await;
+    assert_eq!(listed(&desc), newest_first);
+    let default = app.gql(q, json!({ "s": space, "o": null })).await;
+    assert_eq!(listed(&default), newest_first);
+
+    // The deprecated argument still sorts, and `orderBy` wins when both are given.
+    let old = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ memories(order:ASC){ nodes{ id } } } }",
+            json!({ "s": space }),
+        )
+        .await;
+    assert_eq!(listed(&old), ids);
+    let both = app
+        .gql(
+            "query($s:ID!){ space(id:$s){ memories(order:ASC, orderBy:{direction:DESC}){ nodes{ id } } } }",
+            json!({ "s": space }),
+        )
+        .await;
+    assert_eq!(listed(&both), newest_first);
+
+    let r = app
+        .gql(
+            r#"{ __type(name: "Space") { fields { name args(includeDeprecated: true) { name isDeprecated } } } }"#,
+            json!({}),
+        )
+        .await;
+    let memories = r.data()["__type"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "memories")
+        .cloned()
+        .unwrap();
+    let arg = |n: &str| {
+        memories["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(arg("order")["isDeprecated"], true);
+    assert_eq!(arg("orderBy")["isDeprecated"], false);
+}
+
+#[tokio::test]
+async fn audit_event_actor_principal_kind_is_an_enum_and_the_deprecated_actor_kind_still_answers() {
+    let app = TestApp::spawn().await;
+    // Creating a user's API key is audited, with the admin user as the actor.
+    app.user("audited", false).await;
+    let r = app
+        .gql(
+            r#"{ auditEvents(filter:{action:"api_key.create"}) { nodes { action actorKind actorPrincipalKind } } }"#,
+            json!({}),
+        )
+        .await;
+    let nodes = r.data()["auditEvents"]["nodes"].as_array().unwrap().clone();
+    assert!(!nodes.is_empty(), "no api_key.create event: {nodes:?}");
+    for n in &nodes {
+        assert_eq!(n["actorPrincipalKind"], "USER");
+        assert_eq!(n["actorKind"], "USER");
+    }
+    let r = app
+        .gql(
+            r#"{ __type(name: "AuditEvent") { fields(includeDeprecated: true) { name isDeprecated type { kind name ofType { kind name } } } } }"#,
+            json!({}),
+        )
+        .await;
+    let fields = r.data()["__type"]["fields"].as_array().unwrap().clone();
+    let field = |n: &str| fields.iter().find(|f| f["name"] == n).cloned().unwrap();
+    assert_eq!(field("actorKind")["isDeprecated"], true);
+    assert_eq!(field("actorPrincipalKind")["isDeprecated"], false);
+    assert_eq!(
+        field("actorPrincipalKind")["type"]["ofType"],
+        json!({ "kind": "ENUM", "name": "PrincipalKind" })
+    );
 }

@@ -194,6 +194,7 @@ impl DuplicatePolicy {
 
 pub const DEFAULT_THRESHOLD: f64 = 0.95;
 
+/// How a search ranks memories.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum SearchMode {
     /// Reciprocal rank fusion (k = 60) of KEYWORD and SEMANTIC.
@@ -218,12 +219,15 @@ pub enum EmbedderKind {
 
 pub const WORKSPACE_TYPE_CUSTOM: &str = "CUSTOM";
 
+/// The kind of workspace.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum WorkspaceType {
+    /// A workspace set up by hand (the only kind so far).
     #[default]
     Custom,
 }
 
+/// How documents get into a workspace.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum DocumentUploadMethod {
     /// Documents are added by hand.
@@ -249,9 +253,13 @@ impl DocumentUploadMethod {
     }
 }
 
+/// What happened to a memory.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemoryEventKind {
+    /// The memory was written.
     Created,
+    /// The memory was changed.
     Updated,
+    /// The memory was deleted (or expired).
     Deleted,
 }

@@ -1,5 +1,5 @@
 //! GraphQL types of the audit log.
-use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
 
@@ -7,14 +7,16 @@ use crate::context::{input_id, Ctx};
 use crate::directory::{load_organization, load_principal, Organization, PrincipalObject};
 use crate::page::{PageInfo, Window};
 use entity::audit_event;
+use memspace_core::error::AppError;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::audit::{self as service, AuditFilter as Filter};
 
-/// Who, from which organization, did what to which resource, and when.
 pub struct AuditEvent(pub audit_event::Model);
 
+/// Who, from which organization, did what to which resource, and when.
 #[Object]
 impl AuditEvent {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -32,36 +34,83 @@ impl AuditEvent {
         }
     }
     /// USER, AGENT or SPACE_TOKEN.
+    #[graphql(
+        deprecation = "Use `actorPrincipalKind`: the same value as an enum (`PrincipalKind`)."
+    )]
     async fn actor_kind(&self) -> &str {
         &self.0.actor_kind
     }
+    /// What kind of credential acted: a user's or an agent's API key, or a space token.
+    async fn actor_principal_kind(&self) -> Result<PrincipalKindValue> {
+        let kind = PrincipalKind::parse(&self.0.actor_kind).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "audit event {} has the unknown actor kind {:?}",
+                self.0.id,
+                self.0.actor_kind
+            ))
+        })?;
+        Ok(kind.into())
+    }
+    /// The id of the user, agent or space token that acted.
     async fn actor_id(&self) -> ID {
         ID(self.0.actor_id.to_string())
     }
+    /// The organization the actor belongs to (another one for cross-tenant access).
     async fn actor_organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.0.actor_organization_id).await
     }
+    /// What kind of object was acted on, for example `space`, `memory`, `api_key`.
     async fn resource_type(&self) -> &str {
         &self.0.resource_type
     }
+    /// The id of that object.
     async fn resource_id(&self) -> ID {
         ID(self.0.resource_id.to_string())
     }
+    /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
 }
 
+/// The kind of principal behind a request.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+#[graphql(name = "PrincipalKind")]
+pub enum PrincipalKindValue {
+    /// A user, with an API key.
+    User,
+    /// An agent, with an API key.
+    Agent,
+    /// A space token (no user or agent: `actor` is null).
+    SpaceToken,
+}
+
+impl From<PrincipalKind> for PrincipalKindValue {
+    fn from(kind: PrincipalKind) -> Self {
+        match kind {
+            PrincipalKind::User => PrincipalKindValue::User,
+            PrincipalKind::Agent => PrincipalKindValue::Agent,
+            PrincipalKind::SpaceToken => PrincipalKindValue::SpaceToken,
+        }
+    }
+}
+
+/// An audit event with its cursor.
 #[derive(SimpleObject)]
 pub struct AuditEventEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The event.
     node: AuditEvent,
 }
 
+/// A page of the audit log.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct AuditEventConnection {
+    /// The events of this page, with their cursors.
     edges: Vec<AuditEventEdge>,
+    /// Where this page is in the whole log.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -73,6 +122,7 @@ impl AuditEventConnection {
     async fn nodes(&self) -> Vec<&AuditEvent> {
         self.edges.iter().map(|e| &e.node).collect()
     }
+    /// Number of events matching the filter (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::count(&ctx.db().read, self.condition.clone()).await? as i64)
     }
@@ -83,7 +133,9 @@ impl AuditEventConnection {
 pub struct AuditFilter {
     /// Up to 64 characters.
     action: Option<String>,
+    /// Events of this user, agent or space token.
     actor_id: Option<ID>,
+    /// Events on this object.
     resource_id: Option<ID>,
     /// Events at or after this time.
     since: Option<DateTime<Utc>>,
@@ -99,15 +151,15 @@ impl AuditQuery {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<AuditFilter>,
+        #[graphql(desc = "Only events matching this filter.")] filter: Option<AuditFilter>,
     ) -> Result<AuditEventConnection> {
         let p = ctx.principal()?;
         let f = filter.unwrap_or_default();

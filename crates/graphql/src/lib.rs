@@ -10,6 +10,7 @@ pub mod memories;
 pub mod nodes;
 pub mod page;
 pub mod removals;
+pub mod scalars;
 pub mod schema;
 pub mod search;
 pub mod spaces;

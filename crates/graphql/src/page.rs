@@ -26,9 +26,13 @@ impl Window {
 /// Relay's page information.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PageInfo {
+    /// Whether edges follow this page (forward paging; false when paging backward).
     pub has_next_page: bool,
+    /// Whether edges precede this page (backward paging; false when paging forward).
     pub has_previous_page: bool,
+    /// The first edge's cursor; null for an empty page.
     pub start_cursor: Option<String>,
+    /// The last edge's cursor; null for an empty page.
     pub end_cursor: Option<String>,
 }
 

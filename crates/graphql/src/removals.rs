@@ -98,7 +98,11 @@ pub struct RemovalMutation;
 #[Object]
 impl RemovalMutation {
     /// Deletes a memory (EDIT permission); answers with its id and its space's new counts.
-    async fn delete_memory_v2(&self, ctx: &Context<'_>, id: ID) -> Result<DeleteMemoryPayload> {
+    async fn delete_memory_v2(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The memory.")] id: ID,
+    ) -> Result<DeleteMemoryPayload> {
         let p = ctx.principal()?;
         let id = resource_id("memory", &id)?;
         let gone = memspace_domain::memories::service::delete(ctx.db(), ctx.index(), p, id).await?;
@@ -110,7 +114,11 @@ impl RemovalMutation {
 
     /// Deletes a space and everything in it, permanently (OWNER permission); answers with its
     /// id and the workspace it was in.
-    async fn purge_space_v2(&self, ctx: &Context<'_>, id: ID) -> Result<PurgeSpacePayload> {
+    async fn purge_space_v2(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space.")] id: ID,
+    ) -> Result<PurgeSpacePayload> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let gone = memspace_domain::spaces::service::purge(ctx.db(), p, id).await?;
@@ -122,7 +130,11 @@ impl RemovalMutation {
     }
 
     /// Revokes an API key: requests with it are refused from now on.
-    async fn revoke_api_key_v2(&self, ctx: &Context<'_>, id: ID) -> Result<RevokeApiKeyPayload> {
+    async fn revoke_api_key_v2(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The API key.")] id: ID,
+    ) -> Result<RevokeApiKeyPayload> {
         let p = ctx.principal()?;
         let id = resource_id("API key", &id)?;
         let id = memspace_domain::directory::revoke_api_key(ctx.db(), p, id).await?;
@@ -140,7 +152,7 @@ impl RemovalMutation {
     async fn revoke_space_token_v2(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The space token.")] id: ID,
     ) -> Result<RevokeSpaceTokenPayload> {
         let p = ctx.principal()?;
         let id = resource_id("space token", &id)?;
@@ -165,8 +177,12 @@ impl RemovalMutation {
     async fn delete_workspace_v2(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        #[graphql(default = false)] force: bool,
+        #[graphql(desc = "The workspace.")] id: ID,
+        #[graphql(
+            desc = "Also soft-delete the workspace's live spaces (otherwise refused while it has some).",
+            default = false
+        )]
+        force: bool,
     ) -> Result<DeleteWorkspacePayload> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
@@ -180,8 +196,8 @@ impl RemovalMutation {
     async fn remove_workspace_member_v2(
         &self,
         ctx: &Context<'_>,
-        workspace_id: ID,
-        user_id: ID,
+        #[graphql(desc = "The workspace.")] workspace_id: ID,
+        #[graphql(desc = "The member.")] user_id: ID,
     ) -> Result<RemoveWorkspaceMemberPayload> {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;

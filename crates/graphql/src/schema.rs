@@ -16,6 +16,7 @@ use memspace_domain::db::Db;
 use memspace_domain::search::Recall;
 use memspace_engine::vector_index::VectorIndex;
 
+/// Reads: the caller, spaces, memories, searches, workspaces, the audit log and Relay's `node`.
 #[derive(MergedObject, Default)]
 pub struct Query(
     DirectoryQuery,
@@ -27,6 +28,7 @@ pub struct Query(
     NodeQuery,
 );
 
+/// Writes. Each one checks the caller's permission and runs in one transaction.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     DirectoryMutation,

@@ -11,6 +11,7 @@ use memspace_core::vocab::EmbedderKind;
 use memspace_core::vocab::SearchMode;
 use memspace_domain::search::{self as service, SearchRequest};
 
+/// A search over memories.
 #[derive(InputObject)]
 pub struct SearchInput {
     /// What to look for (1–4096 characters).
@@ -18,8 +19,10 @@ pub struct SearchInput {
     /// Spaces to search (plus their readable linked spaces); default: every space you can read.
     /// An id you cannot read → NOT_FOUND. At most 1000 ids.
     space_ids: Option<Vec<ID>>,
+    /// How to rank: HYBRID (default), SEMANTIC or KEYWORD.
     #[graphql(default)]
     mode: SearchMode,
+    /// Only memories matching this filter.
     filter: Option<MemoryFilterInput>,
     /// 1–100, default 10.
     #[graphql(default = 10)]
@@ -33,6 +36,7 @@ pub struct SearchInput {
 /// inside is normalised by its own id.
 #[derive(SimpleObject)]
 pub struct MemoryHit {
+    /// The memory found.
     memory: Memory,
     /// KEYWORD: BM25 (SQLite) or ts_rank_cd (PostgreSQL); SEMANTIC: cosine; HYBRID: RRF.
     score: f64,
@@ -45,6 +49,7 @@ pub struct MemoryHit {
 pub struct MemoryHitEdge {
     /// Opaque position: pass it as `after` for the hits that follow.
     cursor: String,
+    /// The hit.
     node: MemoryHit,
 }
 
@@ -53,7 +58,9 @@ pub struct MemoryHitEdge {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct MemoryHitConnection {
+    /// The hits of this page, best first, with their cursors.
     edges: Vec<MemoryHitEdge>,
+    /// Whether more hits follow (`hasNextPage`, `endCursor`).
     page_info: PageInfo,
 }
 
@@ -111,9 +118,11 @@ impl SearchInput {
 /// An embedder of this server, and whether it can be used.
 #[derive(SimpleObject)]
 pub struct EmbedderStatus {
+    /// Embedder name, to pass as `CreateSpaceInput.embedder`.
     name: String,
     /// Length of the vectors (0 while a remote embedder has not answered yet).
     dimension: i32,
+    /// What kind of model it is.
     kind: EmbedderKind,
     /// Whether new spaces can choose it and writes can use it now.
     available: bool,
@@ -159,7 +168,7 @@ impl SearchQuery {
     async fn search_memories(
         &self,
         ctx: &Context<'_>,
-        input: SearchInput,
+        #[graphql(desc = "What to search, where and how.")] input: SearchInput,
     ) -> Result<Vec<MemoryHit>> {
         let p = ctx.principal()?;
         let limit = input.limit;
@@ -182,7 +191,7 @@ impl SearchQuery {
     async fn memory_search(
         &self,
         ctx: &Context<'_>,
-        input: SearchInput,
+        #[graphql(desc = "What to search, where and how.")] input: SearchInput,
         #[graphql(desc = "Hits per page: default `input.limit`, clamped to 1–100.")] first: Option<
             i32,
         >,

@@ -248,7 +248,7 @@ async function live(url: string, key: string): Promise<void> {
           const { spaces }: ListSpacesQuery = await memspace.request(ListSpaces, {
             first: 100,
             after,
-            filter: { name: spaceName },
+            filter: { nameGlob: spaceName },
           });
           const edge = spaces.edges.find((e) => e.node.id === space.id);
           if (edge) return { node: edge.node, totalCount: spaces.totalCount, page };

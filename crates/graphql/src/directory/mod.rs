@@ -10,11 +10,12 @@ use memspace_core::error::AppError;
 use memspace_core::principal::PrincipalKind;
 use memspace_domain::directory::{self as service, KeyHolder};
 
-/// An organization (tenant): the unit that owns users, agents, keys and spaces.
 pub struct Organization(pub organization::Model);
 
+/// An organization (tenant): the unit that owns users, agents, keys and spaces.
 #[Object]
 impl Organization {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -22,9 +23,11 @@ impl Organization {
     async fn handle(&self) -> &str {
         &self.0.handle
     }
+    /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// When the organization was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -41,7 +44,6 @@ pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> Result<Organizati
         .ok_or_else(|| AppError::not_found("organization", id).into())
 }
 
-/// A person in an organization.
 pub struct User(pub user::Model);
 
 impl User {
@@ -53,11 +55,14 @@ impl User {
     }
 }
 
+/// A person in an organization.
 #[Object]
 impl User {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Display name, 1–255 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -71,6 +76,7 @@ impl User {
     async fn is_admin(&self) -> bool {
         self.0.is_admin
     }
+    /// The organization the user belongs to.
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.0.organization_id).await
     }
@@ -106,48 +112,56 @@ impl User {
             .map(Department)
             .collect())
     }
+    /// When the user was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
-/// A role users can hold; spaces can be shared with a role.
 pub struct Role(pub role::Model);
 
+/// A role users can hold; spaces can be shared with a role.
 #[Object]
 impl Role {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Unique within the organization.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// When the role was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
-/// A department users can belong to; spaces can be shared with a department.
 pub struct Department(pub department::Model);
 
+/// A department users can belong to; spaces can be shared with a department.
 #[Object]
 impl Department {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Unique within the organization.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// When the department was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
-/// An AI agent identity of an organization; it authenticates with its own API keys.
 pub struct Agent(pub agent::Model);
 
+/// An AI agent identity of an organization; it authenticates with its own API keys.
 #[Object]
 impl Agent {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -155,12 +169,15 @@ impl Agent {
     async fn handle(&self) -> &str {
         &self.0.handle
     }
+    /// Display name, 1–255 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// The organization the agent belongs to.
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.0.organization_id).await
     }
+    /// When the agent was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -198,14 +215,16 @@ pub async fn load_principal(
     })
 }
 
-/// An API key's public part; the secret itself is never stored or shown again.
 pub struct ApiKey(pub api_key::Model);
 
+/// An API key's public part; the secret itself is never stored or shown again.
 #[Object]
 impl ApiKey {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// What the key is for.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -214,9 +233,11 @@ impl ApiKey {
     async fn prefix(&self) -> &str {
         &self.0.prefix
     }
+    /// When the key was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the key was revoked; null while it works.
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at
     }
@@ -227,12 +248,13 @@ impl ApiKey {
 pub struct ApiKeySecret {
     /// The secret. Store it now: it cannot be shown again.
     key: String,
+    /// The stored part of the key (without the secret).
     api_key: ApiKey,
 }
 
-/// The caller: its identity, organization, roles and departments.
 pub struct Viewer;
 
+/// The caller: its identity, organization, roles and departments.
 #[Object]
 impl Viewer {
     /// `viewer:<principal id>`: a cache key of its own, so a client's normalised store keeps
@@ -240,15 +262,18 @@ impl Viewer {
     pub(crate) async fn id(&self, ctx: &Context<'_>) -> Result<ID> {
         Ok(ID(format!("viewer:{}", ctx.principal()?.id)))
     }
+    /// The user or agent whose key made the request.
     async fn principal(&self, ctx: &Context<'_>) -> Result<PrincipalObject> {
         let p = ctx.principal()?;
         load_principal(ctx, p.kind, p.id)
             .await?
             .ok_or_else(|| AppError::Unauthenticated.into())
     }
+    /// The caller's organization.
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, ctx.principal()?.organization_id).await
     }
+    /// The caller's roles (empty for an agent).
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let p = ctx.principal()?;
         Ok(service::roles_of(&ctx.db().read, &p.role_ids)
@@ -257,6 +282,7 @@ impl Viewer {
             .map(Role)
             .collect())
     }
+    /// The caller's departments (empty for an agent).
     async fn departments(&self, ctx: &Context<'_>) -> Result<Vec<Department>> {
         let p = ctx.principal()?;
         Ok(service::departments_of(&ctx.db().read, &p.department_ids)
@@ -285,7 +311,11 @@ impl DirectoryQuery {
     }
 
     /// The agents of the caller's organization, by handle (`handle` picks one).
-    async fn agents(&self, ctx: &Context<'_>, handle: Option<String>) -> Result<Vec<Agent>> {
+    async fn agents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only the agent with this handle.")] handle: Option<String>,
+    ) -> Result<Vec<Agent>> {
         let p = ctx.principal()?;
         memspace_core::limits::opt_chars(
             "handle",
@@ -312,18 +342,21 @@ pub struct CreateUserInput {
     is_admin: bool,
 }
 
+/// A new role of the caller's organization.
 #[derive(InputObject)]
 pub struct CreateRoleInput {
     /// 1–255 characters, unique within the organization.
     name: String,
 }
 
+/// A new department of the caller's organization.
 #[derive(InputObject)]
 pub struct CreateDepartmentInput {
     /// 1–255 characters, unique within the organization.
     name: String,
 }
 
+/// A new agent identity of the caller's organization.
 #[derive(InputObject)]
 pub struct CreateAgentInput {
     /// 1–63 letters, digits, '-', '_' or '.', unique within the organization.
@@ -335,7 +368,9 @@ pub struct CreateAgentInput {
 /// A new API key for exactly one of a user or an agent.
 #[derive(InputObject)]
 pub struct CreateApiKeyInput {
+    /// The user the key is for (give this or `agentId`).
     user_id: Option<ID>,
+    /// The agent the key is for (give this or `userId`).
     agent_id: Option<ID>,
     /// What the key is for, 1–255 characters.
     name: String,
@@ -347,7 +382,11 @@ pub struct DirectoryMutation;
 #[Object]
 impl DirectoryMutation {
     /// Creates a user in the caller's organization (org admins only).
-    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new user.")] input: CreateUserInput,
+    ) -> Result<User> {
         let p = ctx.principal()?;
         let u =
             service::create_user(ctx.db(), p, &input.name, &input.email, input.is_admin).await?;
@@ -355,7 +394,11 @@ impl DirectoryMutation {
     }
 
     /// Creates a role (org admins only).
-    async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Result<Role> {
+    async fn create_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new role.")] input: CreateRoleInput,
+    ) -> Result<Role> {
         let p = ctx.principal()?;
         Ok(Role(service::create_role(ctx.db(), p, &input.name).await?))
     }
@@ -364,7 +407,7 @@ impl DirectoryMutation {
     async fn create_department(
         &self,
         ctx: &Context<'_>,
-        input: CreateDepartmentInput,
+        #[graphql(desc = "The new department.")] input: CreateDepartmentInput,
     ) -> Result<Department> {
         let p = ctx.principal()?;
         Ok(Department(
@@ -373,7 +416,12 @@ impl DirectoryMutation {
     }
 
     /// Gives a user a role (org admins only); assigning twice is a no-op.
-    async fn assign_role(&self, ctx: &Context<'_>, user_id: ID, role_id: ID) -> Result<User> {
+    async fn assign_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user.")] user_id: ID,
+        #[graphql(desc = "The role to give.")] role_id: ID,
+    ) -> Result<User> {
         let p = ctx.principal()?;
         let user_id = resource_id("user", &user_id)?;
         let role_id = resource_id("role", &role_id)?;
@@ -386,8 +434,8 @@ impl DirectoryMutation {
     async fn assign_department(
         &self,
         ctx: &Context<'_>,
-        user_id: ID,
-        department_id: ID,
+        #[graphql(desc = "The user.")] user_id: ID,
+        #[graphql(desc = "The department.")] department_id: ID,
     ) -> Result<User> {
         let p = ctx.principal()?;
         let user_id = resource_id("user", &user_id)?;
@@ -398,7 +446,11 @@ impl DirectoryMutation {
     }
 
     /// Creates an agent identity (org admins only).
-    async fn create_agent(&self, ctx: &Context<'_>, input: CreateAgentInput) -> Result<Agent> {
+    async fn create_agent(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new agent.")] input: CreateAgentInput,
+    ) -> Result<Agent> {
         let p = ctx.principal()?;
         Ok(Agent(
             service::create_agent(ctx.db(), p, &input.handle, &input.name).await?,
@@ -410,7 +462,7 @@ impl DirectoryMutation {
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
-        input: CreateApiKeyInput,
+        #[graphql(desc = "Whom the key is for, and its name.")] input: CreateApiKeyInput,
     ) -> Result<ApiKeySecret> {
         let p = ctx.principal()?;
         let holder = match (&input.user_id, &input.agent_id) {
@@ -433,7 +485,11 @@ impl DirectoryMutation {
 
     /// Revokes an API key: requests with it are refused from now on. Returns its id.
     #[graphql(deprecation = "Use `revokeApiKeyV2`: it answers with the revoked key.")]
-    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The API key.")] id: ID,
+    ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("API key", &id)?;
         let id = service::revoke_api_key(ctx.db(), p, id).await?;

@@ -2,7 +2,7 @@
 pub mod subscription;
 
 use async_graphql::{
-    ComplexObject, Context, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject, ID,
+    ComplexObject, Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Condition;
@@ -10,6 +10,7 @@ use sea_orm::sea_query::Condition;
 use crate::context::{input_id, loader_err, resource_id, Ctx};
 use crate::directory::{load_principal, Agent, PrincipalObject};
 use crate::page::PageInfo;
+use crate::scalars::Json;
 use crate::spaces::Space;
 use entity::memory;
 use memspace_core::error::AppError;
@@ -17,14 +18,16 @@ use memspace_core::limits;
 use memspace_core::vocab::DuplicatePolicy;
 use memspace_domain::memories::service::{self, MemoryDraft, MemoryFilter, MemoryPatch};
 
-/// A piece of text in a space, embedded on write and found again by meaning or keyword.
 pub struct Memory(pub memory::Model);
 
+/// A piece of text in a space, embedded on write and found again by meaning or keyword.
 #[Object]
 impl Memory {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The space the memory is in.
     async fn space(&self, ctx: &Context<'_>) -> Result<Space> {
         let access = ctx
             .loaders()?
@@ -35,6 +38,7 @@ impl Memory {
             .ok_or_else(|| AppError::not_found("space", self.0.space_id))?;
         Ok(access.into())
     }
+    /// The text, 1–32,768 characters.
     async fn content(&self) -> &str {
         &self.0.content
     }
@@ -49,7 +53,7 @@ impl Memory {
             .unwrap_or_default())
     }
     /// A JSON object.
-    async fn metadata(&self) -> Option<Json<serde_json::Value>> {
+    async fn metadata(&self) -> Option<Json> {
         self.0
             .metadata
             .as_deref()
@@ -90,12 +94,15 @@ impl Memory {
             .map_err(loader_err)?
             .map(Agent))
     }
+    /// The conversation thread it belongs to (`addThreadMessages`), if any.
     async fn thread_id(&self) -> Option<&str> {
         self.0.thread_id.as_deref()
     }
+    /// When the memory was written.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the memory last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -186,9 +193,12 @@ async fn linked_memory(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> Result<Opti
     }
 }
 
+/// A memory with its cursor.
 #[derive(SimpleObject)]
 pub struct MemoryEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The memory.
     node: Memory,
 }
 
@@ -196,7 +206,9 @@ pub struct MemoryEdge {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct MemoryConnection {
+    /// The memories of this page, with their cursors.
     edges: Vec<MemoryEdge>,
+    /// Where this page is in the whole list.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -233,9 +245,13 @@ impl MemoryConnection {
 pub struct MemoryFilterInput {
     /// Memories with any of these tags.
     tags: Option<Vec<String>>,
+    /// Memories about or from this agent.
     agent_id: Option<ID>,
+    /// Memories of this conversation thread.
     thread_id: Option<String>,
+    /// Memories written at or after this time.
     created_after: Option<DateTime<Utc>>,
+    /// Memories written before this time.
     created_before: Option<DateTime<Utc>>,
     /// Also return memories that a newer one superseded.
     #[graphql(default)]
@@ -280,13 +296,14 @@ pub struct MemoryInput {
     #[graphql(default)]
     tags: Vec<String>,
     /// A JSON object of at most 16 KiB.
-    metadata: Option<Json<serde_json::Value>>,
+    metadata: Option<Json>,
     /// 1–10, default 5.
     importance: Option<i32>,
     /// 0.0–1.0, default 1.0.
     confidence: Option<f64>,
     /// An agent of the space's organization.
     agent_id: Option<ID>,
+    /// The conversation thread it belongs to (up to 255 characters).
     thread_id: Option<String>,
     /// Must be in the future.
     expires_at: Option<DateTime<Utc>>,
@@ -318,16 +335,24 @@ impl MemoryInput {
 /// A memory to write in one space.
 #[derive(InputObject)]
 pub struct CreateMemoryInput {
+    /// The space to write in (EDIT permission).
     space_id: ID,
     /// 1–32,768 characters.
     content: String,
+    /// Up to 50 tags of 1–64 characters.
     #[graphql(default)]
     tags: Vec<String>,
-    metadata: Option<Json<serde_json::Value>>,
+    /// A JSON object of at most 16 KiB.
+    metadata: Option<Json>,
+    /// 1–10, default 5.
     importance: Option<i32>,
+    /// 0.0–1.0, default 1.0.
     confidence: Option<f64>,
+    /// An agent of the space's organization that the memory is about or from.
     agent_id: Option<ID>,
+    /// The conversation thread it belongs to (up to 255 characters).
     thread_id: Option<String>,
+    /// Must be in the future; the memory disappears then.
     expires_at: Option<DateTime<Utc>>,
     /// See `MemoryInput.externalId`.
     external_id: Option<String>,
@@ -338,13 +363,19 @@ pub struct CreateMemoryInput {
 /// Changes to a memory; an omitted field is unchanged, `null` clears a nullable one.
 #[derive(InputObject)]
 pub struct UpdateMemoryInput {
+    /// 1–32,768 characters; re-chunked and re-embedded.
     content: Option<String>,
     /// Replaces all tags.
     tags: Option<Vec<String>>,
-    metadata: MaybeUndefined<Json<serde_json::Value>>,
+    /// A JSON object of at most 16 KiB; `null` clears it.
+    metadata: MaybeUndefined<Json>,
+    /// 1–10.
     importance: Option<i32>,
+    /// 0.0–1.0.
     confidence: Option<f64>,
+    /// `null` takes the memory out of its thread.
     thread_id: MaybeUndefined<String>,
+    /// Must be in the future; `null` makes the memory permanent.
     expires_at: MaybeUndefined<DateTime<Utc>>,
 }
 
@@ -353,6 +384,7 @@ pub struct UpdateMemoryInput {
 pub struct ThreadMessageInput {
     /// Who spoke: `user`, `assistant`, `system`, a tool name… (1–64 characters).
     role: String,
+    /// The message text, 1–32,768 characters.
     content: String,
 }
 
@@ -370,7 +402,11 @@ pub struct MemoryQuery;
 #[Object]
 impl MemoryQuery {
     /// One memory; NOT_FOUND when it does not exist, expired, or its space is not readable.
-    async fn memory(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Memory>> {
+    async fn memory(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The memory's id.")] id: ID,
+    ) -> Result<Option<Memory>> {
         let p = ctx.principal()?;
         let id = resource_id("memory", &id)?;
         Ok(Some(Memory(service::get(ctx.db(), p, id).await?)))
@@ -383,7 +419,11 @@ pub struct MemoryMutation;
 #[Object]
 impl MemoryMutation {
     /// Writes a memory (EDIT permission on the space).
-    async fn create_memory(&self, ctx: &Context<'_>, input: CreateMemoryInput) -> Result<Memory> {
+    async fn create_memory(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The memory and its space.")] input: CreateMemoryInput,
+    ) -> Result<Memory> {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &input.space_id)?;
         let draft = MemoryInput {
@@ -412,8 +452,8 @@ impl MemoryMutation {
     async fn create_memories(
         &self,
         ctx: &Context<'_>,
-        space_id: ID,
-        inputs: Vec<MemoryInput>,
+        #[graphql(desc = "The space to write in (EDIT permission).")] space_id: ID,
+        #[graphql(desc = "1–1000 memories.")] inputs: Vec<MemoryInput>,
     ) -> Result<Vec<Memory>> {
         let p = ctx.principal()?;
         limits::list("inputs", inputs.len(), limits::MAX_BATCH)?;
@@ -427,8 +467,8 @@ impl MemoryMutation {
     async fn update_memory(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateMemoryInput,
+        #[graphql(desc = "The memory.")] id: ID,
+        #[graphql(desc = "The changes; omitted fields stay.")] input: UpdateMemoryInput,
         #[graphql(
             desc = "The version you read; if the memory changed since, CONFLICT with `extensions.currentVersion`."
         )]
@@ -455,7 +495,11 @@ impl MemoryMutation {
     #[graphql(
         deprecation = "Use `deleteMemoryV2`: it answers with the deleted id and the space's new counts."
     )]
-    async fn delete_memory(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn delete_memory(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The memory.")] id: ID,
+    ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("memory", &id)?;
         Ok(ID(service::delete(ctx.db(), ctx.index(), p, id)
@@ -469,9 +513,11 @@ impl MemoryMutation {
     async fn add_thread_messages(
         &self,
         ctx: &Context<'_>,
-        space_id: ID,
-        thread_id: String,
-        messages: Vec<ThreadMessageInput>,
+        #[graphql(desc = "The space to write in (EDIT permission).")] space_id: ID,
+        #[graphql(desc = "The thread, 1–255 characters.")] thread_id: String,
+        #[graphql(desc = "1–1000 messages, in conversation order.")] messages: Vec<
+            ThreadMessageInput,
+        >,
     ) -> Result<Vec<Memory>> {
         let p = ctx.principal()?;
         limits::list("messages", messages.len(), limits::MAX_BATCH)?;

@@ -107,7 +107,6 @@ impl Rechecks {
     }
 }
 
-/// A committed change to a memory.
 pub struct MemoryEvent {
     kind: MemoryEventKind,
     memory_id: Uuid,
@@ -118,14 +117,18 @@ pub struct MemoryEvent {
     memory: Option<memory::Model>,
 }
 
+/// A committed change to a memory.
 #[Object]
 impl MemoryEvent {
+    /// What happened.
     async fn kind(&self) -> MemoryEventKind {
         self.kind
     }
+    /// The memory that changed.
     async fn memory_id(&self) -> ID {
         ID(self.memory_id.to_string())
     }
+    /// Its space.
     async fn space_id(&self) -> ID {
         ID(self.space_id.to_string())
     }
@@ -142,6 +145,7 @@ impl MemoryEvent {
             _ => Ok(None),
         }
     }
+    /// When the change was committed.
     async fn at(&self) -> DateTime<Utc> {
         self.at
     }
@@ -235,6 +239,7 @@ impl Watch {
     }
 }
 
+/// Live events over WebSocket (graphql-transport-ws, on `/graphql` or `/graphql/ws`).
 #[Subscription]
 impl MemorySubscription {
     /// Committed memory writes of a space, in commit order: CREATED, UPDATED, DELETED.
@@ -243,7 +248,7 @@ impl MemorySubscription {
     async fn memory_events(
         &self,
         ctx: &Context<'_>,
-        space_id: ID,
+        #[graphql(desc = "The space to watch (VIEW permission).")] space_id: ID,
     ) -> Result<impl Stream<Item = Result<MemoryEvent>>> {
         let principal = ctx.principal()?;
         let secret = ctx

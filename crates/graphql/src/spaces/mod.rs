@@ -25,7 +25,6 @@ use memspace_domain::spaces::sharing::{self, GrantLists, GrantSpec};
 use memspace_domain::spaces::stats::MemoryStats;
 use memspace_domain::spaces::{links, tokens};
 
-/// A container of memories with an owner, labels, tags, an access mode and an embedder.
 pub struct Space {
     pub model: space::Model,
     pub grants: Vec<space_grant::Model>,
@@ -45,14 +44,16 @@ impl From<SpaceAccess> for Space {
     }
 }
 
-/// A grant of VIEW or EDIT on a space to a subject.
 pub struct SpaceGrant(pub space_grant::Model);
 
+/// A grant of VIEW or EDIT on a space to a subject.
 #[Object]
 impl SpaceGrant {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Whom the grant is for.
     async fn subject_kind(&self) -> Option<SubjectKind> {
         SubjectKind::parse(&self.0.subject_kind)
     }
@@ -61,25 +62,30 @@ impl SpaceGrant {
         (self.0.subject_kind != SubjectKind::AllUsers.as_str())
             .then(|| ID(self.0.subject_id.to_string()))
     }
+    /// VIEW or EDIT.
     async fn permission(&self) -> Permission {
         Permission::parse(&self.0.permission)
     }
+    /// When the grant was given.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
-/// A space token's public part; the secret is shown only when it is created.
 pub struct SpaceToken(pub space_token::Model);
 
+/// A space token's public part; the secret is shown only when it is created.
 #[Object]
 impl SpaceToken {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// What the token is for; null when none was given.
     async fn name(&self) -> Option<&str> {
         self.0.name.as_deref()
     }
+    /// What the token may do: VIEW or EDIT.
     async fn permission(&self) -> Permission {
         Permission::parse(&self.0.permission)
     }
@@ -97,12 +103,15 @@ impl SpaceToken {
         };
         load_principal(ctx, kind, self.0.created_by).await
     }
+    /// When the token stops working; null for never.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
+    /// When the token was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the token was revoked; null while it works.
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at
     }
@@ -113,22 +122,27 @@ impl SpaceToken {
 pub struct SpaceTokenSecret {
     /// Send it as `Authorization: Bearer <token>`. Store it now: it cannot be shown again.
     token: String,
+    /// The stored part of the token (without the secret).
     space_token: SpaceToken,
 }
 
 /// A `key=value` label on a space.
 #[derive(SimpleObject, Clone)]
 pub struct Label {
+    /// 1–63 characters, unique among the space's labels.
     key: String,
+    /// Up to 255 characters.
     value: String,
 }
 
 /// The embedder that turns a space's memories into vectors.
 #[derive(SimpleObject)]
 pub struct EmbedderInfo {
+    /// Embedder name, as listed by `embedders`.
     name: String,
     /// Length of the vectors (0 while a remote embedder has not answered yet).
     dimension: i32,
+    /// What kind of model it is.
     kind: EmbedderKind,
 }
 
@@ -160,12 +174,16 @@ impl EmbedderInfo {
 /// How memories are cut into chunks before embedding; sizes are in characters.
 #[derive(SimpleObject)]
 pub struct ChunkingConfig {
+    /// Characters per chunk.
     chunk_size: i32,
+    /// Characters shared by neighbouring chunks.
     chunk_overlap: i32,
 }
 
+/// A container of memories with an owner, labels, tags, an access mode and an embedder.
 #[Object]
 impl Space {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.model.id.to_string())
     }
@@ -177,6 +195,7 @@ impl Space {
     async fn description(&self) -> Option<&str> {
         self.model.description.as_deref()
     }
+    /// The organization the space belongs to.
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.model.organization_id).await
     }
@@ -226,12 +245,15 @@ impl Space {
             .map_err(loader_err)?
             .unwrap_or_default())
     }
+    /// Who can see the space beyond its owner and grantees.
     async fn access_mode(&self) -> AccessMode {
         AccessMode::parse(&self.model.access_mode)
     }
+    /// The embedder that turns its memories into vectors (fixed at creation).
     async fn embedder(&self, ctx: &Context<'_>) -> EmbedderInfo {
         EmbedderInfo::of(&ctx.db().embedders, &self.model.embedder)
     }
+    /// How its memories are cut into chunks (fixed at creation).
     async fn chunking(&self) -> ChunkingConfig {
         ChunkingConfig {
             chunk_size: self.model.chunk_size,
@@ -291,17 +313,29 @@ impl Space {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<MemoryFilterInput>,
-        #[graphql(default)] order: OrderDirection,
+        #[graphql(desc = "Only memories matching this filter.")] filter: Option<MemoryFilterInput>,
+        #[graphql(
+            desc = "Newest first (DESC, the default) or oldest first (ASC); ignored when `orderBy` is given.",
+            default,
+            deprecation = "Use `orderBy: {direction: …}` (the argument name every list uses)."
+        )]
+        order: OrderDirection,
+        #[graphql(
+            desc = "Sort order (default CREATED_AT DESC); wins over the deprecated `order`."
+        )]
+        order_by: Option<MemoryOrder>,
     ) -> Result<MemoryConnection> {
         let p = ctx.principal()?;
+        let order = order_by.map_or(order, |o| match o.field {
+            MemoryOrderField::CreatedAt => o.direction,
+        });
         let filter = filter.unwrap_or_default().parse()?;
         let window = Window {
             first,
@@ -350,9 +384,11 @@ impl Space {
         let pending = ctx.recall().pending_activity(self.model.id);
         self.model.last_activity_at.max(pending)
     }
+    /// When the space was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.model.created_at
     }
+    /// When the space itself last changed (not its memories: see `lastActivityAt`).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
     }
@@ -375,9 +411,12 @@ impl Space {
     }
 }
 
+/// A space with its cursor.
 #[derive(SimpleObject)]
 pub struct SpaceEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The space.
     node: Space,
 }
 
@@ -385,7 +424,9 @@ pub struct SpaceEdge {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct SpaceConnection {
+    /// The spaces of this page, with their cursors.
     edges: Vec<SpaceEdge>,
+    /// Where this page is in the whole list.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -403,6 +444,7 @@ impl SpaceConnection {
     }
 }
 
+/// A `key=value` label to put on a space, or to match in a filter.
 #[derive(InputObject, Clone)]
 pub struct LabelInput {
     /// 1–63 characters.
@@ -411,6 +453,7 @@ pub struct LabelInput {
     value: String,
 }
 
+/// How to cut a new space's memories into chunks before embedding; sizes in characters.
 #[derive(InputObject, Clone, Copy)]
 pub struct ChunkingInput {
     /// Characters per chunk, 50–8000.
@@ -434,6 +477,7 @@ impl From<ChunkingInput> for Chunking {
 /// A grant to give (shareSpace, createSpace, updateSpace) or take away (unshareSpace).
 #[derive(InputObject, Clone)]
 pub struct GrantInput {
+    /// Whom the grant is for.
     subject_kind: SubjectKind,
     /// The user, role, department, agent or organization (TENANT) id; omitted for ALL_USERS.
     subject_id: Option<ID>,
@@ -478,6 +522,7 @@ fn label_pairs(labels: Vec<LabelInput>) -> Vec<(String, String)> {
     labels.into_iter().map(|l| (l.key, l.value)).collect()
 }
 
+/// A new space.
 #[derive(InputObject)]
 pub struct CreateSpaceInput {
     /// 1–255 characters after trimming; unique among the owner's live spaces (case-sensitive).
@@ -490,6 +535,7 @@ pub struct CreateSpaceInput {
     /// Up to 50 tags of 1–64 characters.
     #[graphql(default)]
     tags: Vec<String>,
+    /// Who can see the space beyond its owner and grantees (default PRIVATE).
     #[graphql(default)]
     access_mode: AccessMode,
     /// Owner (a user or agent of the organization); only org admins may name someone else.
@@ -527,6 +573,7 @@ pub struct CreateSpaceInput {
 /// Changes to a space; an omitted field is left unchanged.
 #[derive(InputObject)]
 pub struct UpdateSpaceInput {
+    /// 1–255 characters after trimming; unique among the owner's live spaces.
     name: Option<String>,
     /// `null` clears the description.
     description: MaybeUndefined<String>,
@@ -534,6 +581,7 @@ pub struct UpdateSpaceInput {
     labels: Option<Vec<LabelInput>>,
     /// Replaces all tags.
     tags: Option<Vec<String>>,
+    /// Who can see the space beyond its owner and grantees.
     access_mode: Option<AccessMode>,
     /// Immutable: accepted only when equal to the current owner.
     owner_id: Option<ID>,
@@ -541,6 +589,7 @@ pub struct UpdateSpaceInput {
     embedder: Option<String>,
     /// Immutable: accepted only when equal to the current chunking.
     chunking: Option<ChunkingInput>,
+    /// What a write that duplicates an existing memory does.
     duplicate_policy: Option<DuplicatePolicy>,
     /// 0.5–1.0.
     duplicate_threshold: Option<f64>,
@@ -565,6 +614,7 @@ pub struct UpdateSpaceInput {
     allowed_tenant_ids: Option<Vec<ID>>,
 }
 
+/// How a filter's tags must match a space's tags.
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
 pub enum TagsMatch {
     /// A space matches when it has at least one of the tags.
@@ -574,9 +624,13 @@ pub enum TagsMatch {
     All,
 }
 
+/// Filters on spaces; given fields must all match.
 #[derive(InputObject, Default)]
 pub struct SpaceFilter {
     /// Glob on the name: `*` any run of characters, `?` one character; case-sensitive.
+    name_glob: Option<String>,
+    /// The same glob as `nameGlob`; when both are given they must be equal.
+    #[graphql(deprecation = "Use `nameGlob` (the name `WorkspaceFilter` uses for the same glob).")]
     name: Option<String>,
     /// Only spaces of this workspace.
     pub workspace_id: Option<ID>,
@@ -584,7 +638,9 @@ pub struct SpaceFilter {
     owner_id: Option<ID>,
     /// Every label must match.
     labels: Option<Vec<LabelInput>>,
+    /// Spaces with these tags (see `tagsMatch`); up to 50.
     tags: Option<Vec<String>>,
+    /// Whether a space needs ANY (default) or ALL of `tags`.
     #[graphql(default)]
     tags_match: TagsMatch,
     /// Include soft-deleted spaces.
@@ -593,6 +649,17 @@ pub struct SpaceFilter {
 }
 
 impl SpaceFilter {
+    /// The name glob, from `nameGlob` or the deprecated `name`.
+    fn take_name_glob(&mut self) -> Result<Option<String>, AppError> {
+        match (self.name_glob.take(), self.name.take()) {
+            (Some(glob), Some(old)) if glob != old => Err(AppError::validation(
+                "filter.nameGlob",
+                "give `nameGlob` or the deprecated `name`, not two different globs",
+            )),
+            (glob, old) => Ok(glob.or(old)),
+        }
+    }
+
     /// List and string lengths, before any SQL (the glob is checked by the domain).
     fn check_lengths(&self) -> Result<(), AppError> {
         if let Some(labels) = &self.labels {
@@ -616,24 +683,52 @@ impl SpaceFilter {
     }
 }
 
+/// What spaces can be sorted by.
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
 pub enum SpaceOrderField {
+    /// Creation time (the default).
     #[default]
     CreatedAt,
+    /// Name, byte-wise.
     Name,
 }
 
+/// Sort direction.
 #[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
 pub enum OrderDirection {
+    /// Ascending: oldest or smallest first.
     Asc,
+    /// Descending: newest or largest first.
     #[default]
     Desc,
 }
 
+/// What memories can be sorted by.
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Default)]
+pub enum MemoryOrderField {
+    /// Creation time (the default; ties broken by id).
+    #[default]
+    CreatedAt,
+}
+
+/// How to sort memories (default CREATED_AT DESC).
+#[derive(InputObject)]
+pub struct MemoryOrder {
+    /// What to sort by (default CREATED_AT).
+    #[graphql(default)]
+    field: MemoryOrderField,
+    /// Which way (default DESC).
+    #[graphql(default)]
+    direction: OrderDirection,
+}
+
+/// How to sort spaces (default CREATED_AT DESC); ties are broken by id.
 #[derive(InputObject)]
 pub struct SpaceOrder {
+    /// What to sort by (default CREATED_AT).
     #[graphql(default)]
     pub field: SpaceOrderField,
+    /// Which way (default DESC).
     #[graphql(default)]
     pub direction: OrderDirection,
 }
@@ -644,7 +739,11 @@ pub struct SpaceQuery;
 #[Object]
 impl SpaceQuery {
     /// One space; NOT_FOUND when it does not exist or the caller cannot see it.
-    async fn space(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Space>> {
+    async fn space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space's id.")] id: ID,
+    ) -> Result<Option<Space>> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         Ok(Some(service::get(ctx.db(), p, id).await?.into()))
@@ -663,8 +762,8 @@ impl SpaceQuery {
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<SpaceFilter>,
-        order_by: Option<SpaceOrder>,
+        #[graphql(desc = "Only spaces matching this filter.")] filter: Option<SpaceFilter>,
+        #[graphql(desc = "Sort order (default CREATED_AT DESC).")] order_by: Option<SpaceOrder>,
     ) -> Result<SpaceConnection> {
         let window = Window {
             first,
@@ -748,7 +847,7 @@ pub async fn list_spaces(
     order_by: Option<SpaceOrder>,
 ) -> Result<SpaceConnection> {
     let p = ctx.principal()?;
-    let filter = filter.unwrap_or_default();
+    let mut filter = filter.unwrap_or_default();
     filter.check_lengths()?;
     let order = order_by.unwrap_or(SpaceOrder {
         field: SpaceOrderField::CreatedAt,
@@ -771,7 +870,7 @@ pub async fn list_spaces(
         last: window.last,
         before: window.before,
         filter: ListFilter {
-            name_glob: filter.name,
+            name_glob: filter.take_name_glob()?,
             owner_id: filter
                 .owner_id
                 .map(|id| input_id("filter.ownerId", &id))
@@ -811,7 +910,11 @@ pub struct SpaceMutation;
 #[Object]
 impl SpaceMutation {
     /// Creates a space owned by the caller (or, for org admins, by `ownerId`).
-    async fn create_space(&self, ctx: &Context<'_>, input: CreateSpaceInput) -> Result<Space> {
+    async fn create_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new space.")] input: CreateSpaceInput,
+    ) -> Result<Space> {
         let p = ctx.principal()?;
         limits::opt_chars(
             "embedder",
@@ -847,8 +950,8 @@ impl SpaceMutation {
     async fn update_space(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateSpaceInput,
+        #[graphql(desc = "The space.")] id: ID,
+        #[graphql(desc = "The changes; omitted fields stay.")] input: UpdateSpaceInput,
     ) -> Result<Space> {
         let p = ctx.principal()?;
         limits::opt_chars(
@@ -881,14 +984,22 @@ impl SpaceMutation {
     }
 
     /// Soft-deletes a space (OWNER permission): hidden from lists, memories kept.
-    async fn delete_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
+    async fn delete_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space.")] id: ID,
+    ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         Ok(service::delete(ctx.db(), p, id).await?.into())
     }
 
     /// Undoes `deleteSpace` (OWNER permission).
-    async fn restore_space(&self, ctx: &Context<'_>, id: ID) -> Result<Space> {
+    async fn restore_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deleted space.")] id: ID,
+    ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         Ok(service::restore(ctx.db(), p, id).await?.into())
@@ -898,7 +1009,11 @@ impl SpaceMutation {
     #[graphql(
         deprecation = "Use `purgeSpaceV2`: it answers with the purged id and the workspace it was in."
     )]
-    async fn purge_space(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn purge_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space.")] id: ID,
+    ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let id = service::purge(ctx.db(), p, id).await?.id;
@@ -912,8 +1027,8 @@ impl SpaceMutation {
     async fn share_space(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        grants: Vec<GrantInput>,
+        #[graphql(desc = "The space.")] id: ID,
+        #[graphql(desc = "The grants to give (at most 1000).")] grants: Vec<GrantInput>,
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
@@ -926,7 +1041,8 @@ impl SpaceMutation {
     async fn unshare_space(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The space.")] id: ID,
+        #[graphql(desc = "The subjects whose grants go (their `permission` is ignored).")]
         grants: Vec<GrantInput>,
     ) -> Result<Space> {
         let p = ctx.principal()?;
@@ -940,8 +1056,10 @@ impl SpaceMutation {
     async fn assign_agent(
         &self,
         ctx: &Context<'_>,
-        space_id: ID,
-        agent_id: Option<ID>,
+        #[graphql(desc = "The space.")] space_id: ID,
+        #[graphql(desc = "An agent of the space's organization; null unassigns.")] agent_id: Option<
+            ID,
+        >,
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &space_id)?;
@@ -956,11 +1074,11 @@ impl SpaceMutation {
     async fn create_space_token(
         &self,
         ctx: &Context<'_>,
-        space_id: ID,
+        #[graphql(desc = "The space the token opens.")] space_id: ID,
         #[graphql(desc = "VIEW or EDIT.")] permission: Permission,
         #[graphql(desc = "When the token stops working; must be in the future.")]
         expires_at: Option<DateTime<Utc>>,
-        name: Option<String>,
+        #[graphql(desc = "What the token is for (up to 255 characters).")] name: Option<String>,
     ) -> Result<SpaceTokenSecret> {
         let p = ctx.principal()?;
         let space_id = resource_id("space", &space_id)?;
@@ -974,7 +1092,12 @@ impl SpaceMutation {
 
     /// Links another space to this one (OWNER here, VIEW there): searching this space also
     /// searches the linked one, for callers who can read it.
-    async fn link_space(&self, ctx: &Context<'_>, id: ID, linked_space_id: ID) -> Result<Space> {
+    async fn link_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space that gets the link.")] id: ID,
+        #[graphql(desc = "The space to link (VIEW permission).")] linked_space_id: ID,
+    ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let linked = resource_id("space", &linked_space_id)?;
@@ -982,7 +1105,12 @@ impl SpaceMutation {
     }
 
     /// Removes a link (OWNER permission).
-    async fn unlink_space(&self, ctx: &Context<'_>, id: ID, linked_space_id: ID) -> Result<Space> {
+    async fn unlink_space(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space that has the link.")] id: ID,
+        #[graphql(desc = "The linked space.")] linked_space_id: ID,
+    ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
         let linked = resource_id("space", &linked_space_id)?;
@@ -993,7 +1121,11 @@ impl SpaceMutation {
     #[graphql(
         deprecation = "Use `revokeSpaceTokenV2`: it answers with the revoked token and its space."
     )]
-    async fn revoke_space_token(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    async fn revoke_space_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The space token.")] id: ID,
+    ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("space token", &id)?;
         Ok(ID(tokens::revoke(ctx.db(), p, id).await?.to_string()))

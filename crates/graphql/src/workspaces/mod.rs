@@ -15,7 +15,6 @@ use memspace_domain::workspaces::service::{
 };
 use memspace_domain::workspaces::stats::WorkspaceStats;
 
-/// A team room: groups spaces of an organization and gives its members access to them by role.
 pub struct Workspace {
     pub model: workspace::Model,
     /// The caller's membership role as of this response (None for non-members, including org
@@ -35,8 +34,10 @@ impl Workspace {
     }
 }
 
+/// A team room: groups spaces of an organization and gives its members access to them by role.
 #[Object]
 impl Workspace {
+    /// The object's id (a UUID v7): unique across every type, accepted by `node(id:)`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.model.id.to_string())
     }
@@ -48,12 +49,15 @@ impl Workspace {
     async fn description(&self) -> &str {
         &self.model.description
     }
+    /// The kind of workspace.
     async fn workspace_type(&self) -> WorkspaceType {
         WorkspaceType::Custom
     }
+    /// How documents get into the workspace.
     async fn document_upload_method(&self) -> DocumentUploadMethod {
         DocumentUploadMethod::parse(&self.model.document_upload_method)
     }
+    /// The organization the workspace belongs to.
     async fn organization(&self, ctx: &Context<'_>) -> Result<Organization> {
         load_organization(ctx, self.model.organization_id).await
     }
@@ -78,8 +82,8 @@ impl Workspace {
     async fn members(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
@@ -111,16 +115,16 @@ impl Workspace {
     async fn spaces(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<SpaceFilter>,
-        order_by: Option<SpaceOrder>,
+        #[graphql(desc = "Only spaces matching this filter.")] filter: Option<SpaceFilter>,
+        #[graphql(desc = "Sort order (default CREATED_AT DESC).")] order_by: Option<SpaceOrder>,
     ) -> Result<SpaceConnection> {
         let mut filter = filter.unwrap_or_default();
         filter.workspace_id = Some(ID(self.model.id.to_string()));
@@ -132,23 +136,26 @@ impl Workspace {
         };
         crate::spaces::list_spaces(ctx, window, Some(filter), order_by).await
     }
+    /// When the workspace was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.model.created_at
     }
+    /// When the workspace last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
     }
 }
 
-/// A user's membership in a workspace.
 pub struct WorkspaceMember(pub workspace_member::Model);
 
+/// A user's membership in a workspace.
 #[Object]
 impl WorkspaceMember {
     /// `member:<workspace id>:<user id>`: stable for as long as the membership lasts.
     pub(crate) async fn id(&self) -> ID {
         ID(format!("member:{}:{}", self.0.workspace_id, self.0.user_id))
     }
+    /// The member.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         ctx.loaders()?
             .users
@@ -158,24 +165,32 @@ impl WorkspaceMember {
             .map(User)
             .ok_or_else(|| AppError::not_found("user", self.0.user_id).into())
     }
+    /// What the membership gives on the workspace's spaces.
     async fn role(&self) -> Option<WorkspaceRole> {
         WorkspaceRole::parse(&self.0.role)
     }
+    /// When the user joined.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
 
+/// A membership with its cursor.
 #[derive(SimpleObject)]
 pub struct WorkspaceMemberEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The membership.
     node: WorkspaceMember,
 }
 
+/// A page of a workspace's members.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct WorkspaceMemberConnection {
+    /// The members of this page, with their cursors.
     edges: Vec<WorkspaceMemberEdge>,
+    /// Where this page is in the whole list.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -187,21 +202,28 @@ impl WorkspaceMemberConnection {
     async fn nodes(&self) -> Vec<&WorkspaceMember> {
         self.edges.iter().map(|e| &e.node).collect()
     }
+    /// Number of members of the workspace (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(service::member_count(&ctx.db().read, self.condition.clone()).await? as i64)
     }
 }
 
+/// A workspace with its cursor.
 #[derive(SimpleObject)]
 pub struct WorkspaceEdge {
+    /// Opaque position: pass it as `after` (or `before`) for the neighbouring page.
     cursor: String,
+    /// The workspace.
     node: Workspace,
 }
 
+/// A page of workspaces.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct WorkspaceConnection {
+    /// The workspaces of this page, with their cursors.
     edges: Vec<WorkspaceEdge>,
+    /// Where this page is in the whole list.
     page_info: PageInfo,
     #[graphql(skip)]
     condition: Condition,
@@ -219,20 +241,24 @@ impl WorkspaceConnection {
     }
 }
 
+/// Filters on workspaces; given fields must all match.
 #[derive(InputObject, Default)]
 pub struct WorkspaceFilter {
     /// Glob on the name: `*` any run, `?` one character; case-sensitive.
     name_glob: Option<String>,
 }
 
+/// A new workspace of the caller's organization.
 #[derive(InputObject)]
 pub struct CreateWorkspaceInput {
     /// 1–100 characters, unique in the organization.
     name: String,
     /// Up to 2,000 characters; default "".
     description: Option<String>,
+    /// Default CUSTOM.
     #[graphql(default)]
     workspace_type: WorkspaceType,
+    /// Default MANUAL.
     #[graphql(default)]
     document_upload_method: DocumentUploadMethod,
 }
@@ -240,9 +266,13 @@ pub struct CreateWorkspaceInput {
 /// Changes to a workspace; an omitted field is unchanged.
 #[derive(InputObject)]
 pub struct UpdateWorkspaceInput {
+    /// 1–100 characters, unique in the organization.
     name: Option<String>,
+    /// Up to 2,000 characters.
     description: Option<String>,
+    /// The kind of workspace.
     workspace_type: Option<WorkspaceType>,
+    /// How documents get into the workspace.
     document_upload_method: Option<DocumentUploadMethod>,
 }
 
@@ -252,7 +282,11 @@ pub struct WorkspaceQuery;
 #[Object]
 impl WorkspaceQuery {
     /// One workspace; NOT_FOUND unless the caller is a member or an org admin.
-    async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workspace>> {
+    async fn workspace(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The workspace's id.")] id: ID,
+    ) -> Result<Option<Workspace>> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
         let (model, _) = service::load(&ctx.db().read, p, id).await?;
@@ -268,14 +302,14 @@ impl WorkspaceQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size: default 50, clamped to 1–1000.")] first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
         #[graphql(
             desc = "Backward paging: the last edges (default 50, clamped to 1–1000); not with `first`/`after`."
         )]
         last: Option<i32>,
         #[graphql(desc = "Cursor of the first edge of the next page (backward paging).")]
         before: Option<String>,
-        filter: Option<WorkspaceFilter>,
+        #[graphql(desc = "Only workspaces matching this filter.")] filter: Option<WorkspaceFilter>,
     ) -> Result<WorkspaceConnection> {
         let p = ctx.principal()?;
         let glob = filter.and_then(|f| f.name_glob);
@@ -326,7 +360,7 @@ impl WorkspaceMutation {
     async fn create_workspace(
         &self,
         ctx: &Context<'_>,
-        input: CreateWorkspaceInput,
+        #[graphql(desc = "The new workspace.")] input: CreateWorkspaceInput,
     ) -> Result<Workspace> {
         let p = ctx.principal()?;
         let model = service::create(
@@ -350,8 +384,8 @@ impl WorkspaceMutation {
     async fn update_workspace(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateWorkspaceInput,
+        #[graphql(desc = "The workspace.")] id: ID,
+        #[graphql(desc = "The changes; omitted fields stay.")] input: UpdateWorkspaceInput,
     ) -> Result<Workspace> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
@@ -381,8 +415,12 @@ impl WorkspaceMutation {
     async fn delete_workspace(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        #[graphql(default = false)] force: bool,
+        #[graphql(desc = "The workspace.")] id: ID,
+        #[graphql(
+            desc = "Also soft-delete the workspace's live spaces (otherwise refused while it has some).",
+            default = false
+        )]
+        force: bool,
     ) -> Result<ID> {
         let p = ctx.principal()?;
         let id = resource_id("workspace", &id)?;
@@ -396,9 +434,9 @@ impl WorkspaceMutation {
     async fn add_workspace_member(
         &self,
         ctx: &Context<'_>,
-        workspace_id: ID,
-        user_id: ID,
-        role: WorkspaceRole,
+        #[graphql(desc = "The workspace.")] workspace_id: ID,
+        #[graphql(desc = "A user of the workspace's organization.")] user_id: ID,
+        #[graphql(desc = "The role to give.")] role: WorkspaceRole,
     ) -> Result<WorkspaceMember> {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;
@@ -412,9 +450,9 @@ impl WorkspaceMutation {
     async fn update_workspace_member(
         &self,
         ctx: &Context<'_>,
-        workspace_id: ID,
-        user_id: ID,
-        role: WorkspaceRole,
+        #[graphql(desc = "The workspace.")] workspace_id: ID,
+        #[graphql(desc = "The member.")] user_id: ID,
+        #[graphql(desc = "The new role.")] role: WorkspaceRole,
     ) -> Result<WorkspaceMember> {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;
@@ -431,8 +469,8 @@ impl WorkspaceMutation {
     async fn remove_workspace_member(
         &self,
         ctx: &Context<'_>,
-        workspace_id: ID,
-        user_id: ID,
+        #[graphql(desc = "The workspace.")] workspace_id: ID,
+        #[graphql(desc = "The member.")] user_id: ID,
     ) -> Result<ID> {
         let p = ctx.principal()?;
         let ws = resource_id("workspace", &workspace_id)?;
@@ -447,8 +485,8 @@ impl WorkspaceMutation {
     async fn move_space(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        workspace_id: Option<ID>,
+        #[graphql(desc = "The space.")] id: ID,
+        #[graphql(desc = "The workspace to move it into; null takes it out of any.")] workspace_id: Option<ID>,
     ) -> Result<Space> {
         let p = ctx.principal()?;
         let id = resource_id("space", &id)?;
