@@ -748,7 +748,18 @@ impl VectorIndex {
         let entry = self.entry(space_id);
         let mut guard = entry.write().await;
         if !guard.loaded {
-            return; // the next search loads everything from the database
+            if version != 1 {
+                return; // the next search loads everything from the database
+            }
+            // The space's first write: the database holds no other vector of it, so this write
+            // is the whole index. Starting here keeps a space filled by this process loaded as
+            // it grows, instead of a first search that reads (and indexes) all of it at once.
+            self.purge(&mut guard);
+            *guard = SpaceVectors {
+                slot: self.next_slot.fetch_add(1, Ordering::Relaxed),
+                loaded: true,
+                ..SpaceVectors::default()
+            };
         }
         let changes = memories.into_iter().map(|(id, c)| (id, Some(c))).collect();
         self.apply(&mut guard, changes);
@@ -991,6 +1002,31 @@ mod tests {
             "too big to scan"
         );
         assert_eq!(plan(100_000, 0, EXACT_MAX), Plan::Exact, "no ANN index yet");
+    }
+
+    #[tokio::test]
+    async fn a_spaces_first_write_starts_its_index_and_later_writes_extend_it() {
+        let index = VectorIndex::with_exact_max(EXACT_MAX);
+        let (fresh, old) = (Uuid::now_v7(), Uuid::now_v7());
+        let first: Vec<(Uuid, MemoryVectors)> = (0..3)
+            .map(|i| (Uuid::now_v7(), vec![(0, unit(i))]))
+            .collect();
+        index.upsert(fresh, 1, first).await;
+        assert_eq!(
+            index.memories_of(fresh).await,
+            Some(3),
+            "version 1: the whole space"
+        );
+        index
+            .upsert(fresh, 2, vec![(Uuid::now_v7(), vec![(0, unit(7))])])
+            .await;
+        assert_eq!(index.memories_of(fresh).await, Some(4));
+        // A later write to a space this process never loaded: the database has more of it,
+        // so the next search loads it instead.
+        index
+            .upsert(old, 5, vec![(Uuid::now_v7(), vec![(0, unit(1))])])
+            .await;
+        assert_eq!(index.memories_of(old).await, None);
     }
 
     #[tokio::test]
