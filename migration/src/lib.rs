@@ -9,6 +9,7 @@ mod m20261127_000005_index_versions;
 mod m20261127_000006_memory_quality;
 mod m20261127_000007_space_counters;
 mod m20261202_000008_credentials;
+mod m20261202_000009_nfc_names;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_memory_quality::Migration),
             Box::new(m20261127_000007_space_counters::Migration),
             Box::new(m20261202_000008_credentials::Migration),
+            Box::new(m20261202_000009_nfc_names::Migration),
         ]
     }
 }

@@ -4,7 +4,9 @@
 //! ([`super::gate`]): the credential as it stands now, the rate limit, the query limits, fresh
 //! loaders, the request timeout and the response size cap. A socket whose credential stops
 //! working (revoked key or token) is closed with 4403; one that never sends `connection_init`
-//! is closed with 4408.
+//! is closed with 4408; one whose credential cannot be checked (the database timed out or is
+//! unavailable) is closed with 1013 "Try Again Later", never with 4403: the credential may be
+//! fine, and a client must not drop it.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -73,6 +75,9 @@ fn credential_in(obj: &serde_json::Map<String, serde_json::Value>) -> Option<Str
 const FORBIDDEN_CLOSE: u16 = 4403;
 /// Closes the socket with this code when `connection_init` did not come in time.
 const INIT_TIMEOUT_CLOSE: u16 = 4408;
+/// RFC 6455 "Try Again Later": `connection_init` could not be answered because the credential
+/// could not be checked (database timeout or outage).
+const TRY_AGAIN_LATER_CLOSE: u16 = 1013;
 /// graphql-transport-ws's close code for a message that is not a valid protocol message.
 const INVALID_MESSAGE_CLOSE: u16 = 4400;
 
@@ -96,11 +101,54 @@ const TOO_BIG_CLOSE: u16 = 1009;
 
 const FORBIDDEN_PREFIX: &str = "Forbidden: ";
 
+/// Why `connection_init` was refused: decides the close code (graphql-transport-ws) and the
+/// `code` of the `connection_error` (legacy graphql-ws). Recorded by the init callback, since
+/// async-graphql hands on only the message of the error it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InitRefusal {
+    /// No credential, or one that is unknown, revoked or expired.
+    Credential,
+    /// The credential could not be checked: the database failed or did not answer in time.
+    Unavailable,
+}
+
+impl InitRefusal {
+    fn of(err: &AppError) -> InitRefusal {
+        match err {
+            AppError::Unauthenticated => InitRefusal::Credential,
+            _ => InitRefusal::Unavailable,
+        }
+    }
+
+    fn close_code(self) -> u16 {
+        match self {
+            InitRefusal::Credential => FORBIDDEN_CLOSE,
+            InitRefusal::Unavailable => TRY_AGAIN_LATER_CLOSE,
+        }
+    }
+
+    /// The `extensions.code` of the refusal (the same as HTTP's for the same failure).
+    fn error_code(self) -> &'static str {
+        match self {
+            InitRefusal::Credential => "UNAUTHENTICATED",
+            InitRefusal::Unavailable => "INTERNAL",
+        }
+    }
+}
+
+/// The reason of a 1013 close.
+const UNAVAILABLE_REASON: &str = "the server cannot check credentials right now; try again later";
+
 /// What the operations of one socket share with its loop.
 struct Conn {
     /// The credential `connection_init` carried, once accepted.
     secret: OnceLock<String>,
+    /// `connection_init` arrived (its credential is being checked or was): the init timeout no
+    /// longer applies; the check has its own bound.
+    init_received: AtomicBool,
     initialised: AtomicBool,
+    /// Why `connection_init` was refused, once it was.
+    refusal: OnceLock<InitRefusal>,
     /// Subscriptions open on this socket.
     subscriptions: AtomicUsize,
     /// Set when the socket must close (code, reason).
@@ -315,35 +363,30 @@ impl Executor for Operations {
 
 /// Gives the errors of a protocol-level message (`connection_error`, `error`: those the
 /// protocol handler writes itself, outside any operation's response) a `code` and a
-/// `traceId`, as every error has; the trace id is logged with the message. Operation results
-/// (`next`, `data`) were labelled by [`gate::label_errors`] already.
-fn labelled(text: String) -> String {
-    if !(text.starts_with(r#"{"type":"connection_error""#)
-        || text.starts_with(r#"{"type":"error""#))
-    {
+/// `traceId`, as every error has; the trace id is logged with the message. A
+/// `connection_error` answers a refused `connection_init` and takes its code from `refusal`.
+/// Operation results (`next`, `data`) were labelled by [`gate::label_errors`] already.
+fn labelled(text: String, refusal: Option<InitRefusal>) -> String {
+    let connection_error = text.starts_with(r#"{"type":"connection_error""#);
+    if !(connection_error || text.starts_with(r#"{"type":"error""#)) {
         return text;
     }
     let Ok(mut message) = serde_json::from_str::<serde_json::Value>(&text) else {
         return text;
     };
     let trace_id = new_trace_id();
+    let code = match refusal {
+        Some(r) if connection_error => r.error_code(),
+        _ => "BAD_REQUEST",
+    };
     let label = |error: &mut serde_json::Value| {
         let Some(error) = error.as_object_mut() else {
             return;
         };
-        let refused = error
-            .get("message")
-            .and_then(|m| m.as_str())
-            .is_some_and(|m| m.starts_with(FORBIDDEN_PREFIX));
         let ext = error
             .entry("extensions")
             .or_insert_with(|| serde_json::json!({}));
         if let Some(ext) = ext.as_object_mut() {
-            let code = if refused {
-                "UNAUTHENTICATED"
-            } else {
-                "BAD_REQUEST"
-            };
             ext.entry("code").or_insert_with(|| code.into());
             ext.entry("traceId")
                 .or_insert_with(|| trace_id.clone().into());
@@ -368,7 +411,9 @@ pub async fn serve(
     let (close_tx, mut close_rx) = tokio::sync::watch::channel(None);
     let conn = Arc::new(Conn {
         secret: OnceLock::new(),
+        init_received: AtomicBool::new(false),
         initialised: AtomicBool::new(false),
+        refusal: OnceLock::new(),
         subscriptions: AtomicUsize::new(0),
         close: close_tx,
     });
@@ -393,15 +438,42 @@ pub async fn serve(
     let on_init = {
         let db = state.db.clone();
         let conn = conn.clone();
+        let check_within = state.limits.ws_init_timeout;
         move |payload: serde_json::Value| async move {
-            let Some(secret) = credential(&payload) else {
-                return Err(format!("{FORBIDDEN_PREFIX}connection_init carries no API key").into());
+            conn.init_received.store(true, Ordering::Relaxed);
+            let refuse = |refusal: InitRefusal, message: String| {
+                let _ = conn.refusal.set(refusal);
+                async_graphql::Error::new(message)
             };
-            keys::authenticate_cached(&db.read, &db.bus, &secret)
-                .await
-                .map_err(|e| {
-                    async_graphql::Error::new(format!("{FORBIDDEN_PREFIX}{}", e.message()))
-                })?;
+            let Some(secret) = credential(&payload) else {
+                return Err(refuse(
+                    InitRefusal::Credential,
+                    format!("{FORBIDDEN_PREFIX}connection_init carries no API key"),
+                ));
+            };
+            // Bounded like the handshake itself: a database that does not answer gets the
+            // client a 1013 to retry on, not a socket that hangs.
+            let checked = tokio::time::timeout(
+                check_within,
+                keys::authenticate_cached(&db.read, &db.bus, &secret),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(AppError::Internal(anyhow::anyhow!(
+                    "the credential look-up took longer than {check_within:?}"
+                )))
+            });
+            if let Err(e) = checked {
+                let refusal = InitRefusal::of(&e);
+                if refusal == InitRefusal::Credential {
+                    return Err(refuse(
+                        refusal,
+                        format!("{FORBIDDEN_PREFIX}{}", e.message()),
+                    ));
+                }
+                tracing::error!(error = ?e, "connection_init: cannot check the credential");
+                return Err(refuse(refusal, UNAVAILABLE_REASON.to_string()));
+            }
             let _ = conn.secret.set(secret);
             conn.initialised.store(true, Ordering::Relaxed);
             Ok(Data::default())
@@ -412,13 +484,19 @@ pub async fn serve(
         conn: conn.clone(),
     };
     let transport_ws = protocol == async_graphql::http::WebSocketProtocols::GraphQLWS;
+    let labeller = conn.clone();
     let outgoing = async_graphql::http::WebSocket::new(executor, input, protocol)
         .on_connection_init(on_init)
         .map(move |msg| match msg {
-            WsMessage::Text(text) => Message::Text(labelled(text).into()),
+            WsMessage::Text(text) => {
+                Message::Text(labelled(text, labeller.refusal.get().copied()).into())
+            }
             WsMessage::Close(code, reason) => {
-                let code = if reason.starts_with(FORBIDDEN_PREFIX) {
-                    FORBIDDEN_CLOSE
+                let refusal = (!labeller.initialised.load(Ordering::Relaxed))
+                    .then(|| labeller.refusal.get().copied())
+                    .flatten();
+                let code = if let Some(refusal) = refusal {
+                    refusal.close_code()
                 } else if code == 1002 && transport_ws {
                     // async-graphql closes an unparsable message with 1002; graphql-transport-ws
                     // says 4400 "Invalid message".
@@ -435,14 +513,25 @@ pub async fn serve(
     async_graphql::futures_util::pin_mut!(outgoing);
     let init_deadline = tokio::time::sleep(state.limits.ws_init_timeout);
     tokio::pin!(init_deadline);
+    let mut init_pending = true;
     let mut bus = state.db.bus.subscribe();
     let mut bus_open = true;
     loop {
         tokio::select! {
             item = outgoing.next() => {
                 let Some(item) = item else {
-                    // The input ended; say why when there is a reason (a message too big).
-                    let pending = close_rx.borrow().clone();
+                    // The input ended; say why when there is a reason (a message too big, or
+                    // a refused `connection_init` on the legacy protocol, which answers it
+                    // with a `connection_error` message and no close frame of its own).
+                    let pending = close_rx.borrow().clone().or_else(|| {
+                        conn.refusal.get().map(|r| {
+                            let reason = match r {
+                                InitRefusal::Credential => "Forbidden",
+                                InitRefusal::Unavailable => UNAVAILABLE_REASON,
+                            };
+                            (r.close_code(), reason.to_string())
+                        })
+                    });
                     if let Some((code, reason)) = pending {
                         let _ = sink
                             .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
@@ -474,7 +563,13 @@ pub async fn serve(
                     .await;
                 break;
             }
-            _ = &mut init_deadline, if !conn.initialised.load(Ordering::Relaxed) => {
+            _ = &mut init_deadline, if init_pending => {
+                // The condition was read when this `select!` began: `connection_init` may have
+                // arrived since, and its check has its own bound.
+                init_pending = false;
+                if conn.init_received.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: INIT_TIMEOUT_CLOSE,
@@ -540,6 +635,7 @@ mod tests {
         // As async-graphql writes it: the tag first.
         let text = labelled(
             r#"{"type":"connection_error","payload":{"message":"Forbidden: no key"}}"#.into(),
+            Some(InitRefusal::Credential),
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["payload"]["extensions"]["code"], "UNAUTHENTICATED");
@@ -551,6 +647,25 @@ mod tests {
             32
         );
         let next = r#"{"type":"next","id":"1","payload":{"errors":[{"message":"x"}]}}"#;
-        assert_eq!(labelled(next.into()), next);
+        assert_eq!(labelled(next.into(), None), next);
+        let text = labelled(
+            r#"{"type":"connection_error","payload":{"message":"Forbidden: look-up"}}"#.into(),
+            Some(InitRefusal::Unavailable),
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["payload"]["extensions"]["code"], "INTERNAL");
+    }
+
+    #[test]
+    fn a_refused_credential_closes_with_4403_and_a_failed_look_up_with_1013() {
+        assert_eq!(
+            InitRefusal::of(&AppError::Unauthenticated).close_code(),
+            4403
+        );
+        let db_down = AppError::from(sea_orm::DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::Timeout,
+        ));
+        assert_eq!(InitRefusal::of(&db_down).close_code(), 1013);
+        assert_eq!(InitRefusal::of(&db_down).error_code(), "INTERNAL");
     }
 }

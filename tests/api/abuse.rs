@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use sea_orm::TransactionTrait;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -536,6 +537,92 @@ async fn a_websocket_without_connection_init_is_closed_with_4408() {
     assert_eq!(code, Some(4408));
     assert!(started.elapsed() < Duration::from_secs(3));
     let _ = stream.send(Message::Close(None)).await;
+}
+
+/// Opens a graphql-transport-ws socket, sends `connection_init` with `Bearer <key>` and returns
+/// the close frame's code and reason (None when `connection_ack` came instead).
+async fn init_outcome(app: &TestApp, key: &str) -> Option<(u16, String)> {
+    let url = format!("{}/graphql/ws", app.url.replacen("http", "ws", 1));
+    let mut request = url.as_str().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut stream, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake");
+    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } });
+    stream
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .expect("send connection_init");
+    loop {
+        match tokio::time::timeout(WAIT, stream.next()).await {
+            Err(_) => panic!("connection_init was not answered within {WAIT:?}"),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let frame = frame.expect("a close frame with a code");
+                return Some((u16::from(frame.code), frame.reason.to_string()));
+            }
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let m: Value = serde_json::from_str(&text).expect("JSON");
+                assert_eq!(m["type"], "connection_ack", "unexpected message: {m}");
+                let _ = stream.send(Message::Close(None)).await;
+                return None;
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connection_init_closes_with_1013_when_the_database_cannot_check_the_credential_and_4403_when_it_is_bad(
+) {
+    let app = TestApp::spawn_with(|c| c.ws_init_timeout = Duration::from_secs(1)).await;
+    let (bob, _) = app.user("bob", false).await;
+    let (bob_key, _) = key_with_id(&app, &bob).await;
+    assert_eq!(
+        init_outcome(&app, "not-a-key").await.map(|(c, _)| c),
+        Some(4403)
+    );
+
+    // Every connection of the server's read pool is held by an open transaction, so the
+    // look-up of a credential not yet cached cannot get one before its bound runs out.
+    let mut held = Vec::new();
+    while held.len() < 64 {
+        match tokio::time::timeout(Duration::from_secs(1), app.db.read.begin()).await {
+            Ok(Ok(txn)) => held.push(txn),
+            _ => break,
+        }
+    }
+    assert!(!held.is_empty() && held.len() < 64, "the pool is bounded");
+    let started = Instant::now();
+    let (code, reason) = init_outcome(&app, &bob_key)
+        .await
+        .expect("connection_init cannot be acknowledged while the database stalls");
+    assert_eq!(
+        code, 1013,
+        "Try Again Later, not a refusal of the credential"
+    );
+    assert!(!reason.is_empty(), "the close frame says why");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A bad credential that the server cannot check either gets the same 1013: it is not
+    // known to be bad.
+    assert_eq!(
+        init_outcome(&app, "not-a-key-either").await.map(|(c, _)| c),
+        Some(1013)
+    );
+
+    drop(held);
+    assert_eq!(
+        init_outcome(&app, &bob_key).await,
+        None,
+        "the same key works again"
+    );
+    assert_eq!(
+        init_outcome(&app, "not-a-key").await.map(|(c, _)| c),
+        Some(4403)
+    );
 }
 
 #[tokio::test]

@@ -643,3 +643,17 @@ impl TestApp {
         })
     }
 }
+
+/// Reverts the migrations from the one named `name` through the latest (so a test can re-run
+/// a data migration on rows it arranged, however many migrations landed after it).
+pub async fn migrate_down_through(db: &memspace::db::Db, name: &str) {
+    use migration::MigratorTrait;
+    let all = migration::Migrator::migrations();
+    let at = all
+        .iter()
+        .position(|m| m.name() == name)
+        .unwrap_or_else(|| panic!("no migration {name}"));
+    migration::Migrator::down(&db.write, Some((all.len() - at) as u32))
+        .await
+        .expect("migrations down");
+}

@@ -15,7 +15,6 @@ use crate::common::{GqlResponse, TestApp};
 use crate::realtime::{gql_at, Ws};
 use crate::replicas::{fresh_pg_schema, Server};
 use entity::{api_key, space_token};
-use migration::MigratorTrait;
 
 const WAIT: Duration = Duration::from_secs(10);
 const WRITE: &str =
@@ -246,9 +245,7 @@ async fn tokens_minted_before_the_migration_by_an_unknown_creator_count_as_the_o
 
     // The database as it was before the credentials migration: no created_by_kind, and a
     // token whose created_by names nobody.
-    migration::Migrator::down(&app.db.write, Some(1))
-        .await
-        .expect("down one migration");
+    crate::common::migrate_down_through(&app.db, "m20261202_000008_credentials").await;
     space_token::Entity::update_many()
         .col_expr(
             space_token::Column::CreatedBy,
@@ -365,9 +362,7 @@ async fn a_migration_cuts_the_clear_prefix_stored_for_a_chosen_admin_key() {
     let app = TestApp::spawn().await;
     let (_, user_key) = app.user("bob", false).await;
     let clear: String = app.admin_key.chars().take(12).collect();
-    migration::Migrator::down(&app.db.write, Some(1))
-        .await
-        .expect("down one migration");
+    crate::common::migrate_down_through(&app.db, "m20261202_000008_credentials").await;
     // As the old code stored it: the first 12 characters of the chosen key.
     api_key::Entity::update_many()
         .col_expr(api_key::Column::Prefix, Expr::value(clear.clone()))

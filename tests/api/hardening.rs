@@ -1858,7 +1858,7 @@ const WS_FUZZ_SOCKETS: usize = 8;
 /// Close codes the transport documents: normal, message too big (over `--max-body-bytes`), and
 /// graphql-transport-ws's invalid message, unauthorized (subscribe before the ack), forbidden
 /// (bad or revoked credential), init timeout, duplicate subscriber id, repeated init.
-const WS_CLOSE_CODES: &[u16] = &[1000, 1009, 4400, 4401, 4403, 4408, 4409, 4429];
+const WS_CLOSE_CODES: &[u16] = &[1000, 1009, 1013, 4400, 4401, 4403, 4408, 4409, 4429];
 
 /// One WebSocket fuzz case.
 enum WsShot {

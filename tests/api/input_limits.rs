@@ -937,3 +937,111 @@ async fn nfc_and_nfd_spellings_of_a_name_are_the_same_name_for_the_duplicate_rul
         .await;
     assert_eq!(clash.code(), "ALREADY_EXISTS", "{}", clash.body);
 }
+
+/// Stores `name` in `table` row `id` with plain SQL, as code before normalisation could.
+async fn store_raw_name(app: &TestApp, table: &str, id: &str, name: &str) {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let backend = app.db.write.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => format!("UPDATE {table} SET name = $1 WHERE id = $2"),
+        _ => format!("UPDATE {table} SET name = ? WHERE id = ?"),
+    };
+    let id = uuid::Uuid::parse_str(id).expect("uuid");
+    let done = app
+        .db
+        .write
+        .execute(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [name.into(), id.into()],
+        ))
+        .await
+        .expect("raw update");
+    assert_eq!(done.rows_affected(), 1, "{table} {id}");
+}
+
+async fn stored_name(app: &TestApp, table: &str, id: &str) -> String {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let backend = app.db.write.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => format!("SELECT name FROM {table} WHERE id = $1"),
+        _ => format!("SELECT name FROM {table} WHERE id = ?"),
+    };
+    let id = uuid::Uuid::parse_str(id).expect("uuid");
+    let row = app
+        .db
+        .write
+        .query_one(Statement::from_sql_and_values(backend, sql, [id.into()]))
+        .await
+        .expect("select")
+        .expect("row");
+    row.try_get("", "name").expect("name")
+}
+
+#[tokio::test]
+async fn the_name_migration_nfc_normalises_stored_names_and_suffixes_the_ones_that_collide() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_key.clone();
+    let cafe = "Caf\u{e9}";
+    let cafe_nfd = "Cafe\u{301}";
+    let kept = app.space_as(&admin, cafe, json!({})).await;
+    let clash = app.space_as(&admin, "clash", json!({})).await;
+    let lone = app.space_as(&admin, "lone", json!({})).await;
+    let blank = app.space_as(&admin, "blank", json!({})).await;
+    let deleted = app.space_as(&admin, "deleted", json!({})).await;
+    app.gql(
+        "mutation($id:ID!){ deleteSpace(id:$id){ id } }",
+        json!({ "id": deleted }),
+    )
+    .await
+    .data();
+    let workspace = app.workspace_as(&admin, "team").await;
+    let role = app.role_in(&admin, "analyst").await;
+    let role_too = app.role_in(&admin, "other").await;
+    let (user, _) = app.user("bob", false).await;
+    // As names were stored before item 14: decomposed, padded with invisible characters, or
+    // made of them only (NFC and NFD spellings side by side under one unique index).
+    for (table, id, name) in [
+        ("spaces", &clash, format!("{cafe_nfd}\u{200B}")),
+        ("spaces", &lone, "A\u{30a}ngstro\u{308}m".to_string()),
+        ("spaces", &blank, "\u{200B}\u{2060}\u{FEFF}".to_string()),
+        ("spaces", &deleted, cafe_nfd.to_string()),
+        ("workspaces", &workspace, "\u{200B}Te\u{301}am ".to_string()),
+        ("roles", &role, "Analyste\u{301}".to_string()),
+        ("roles", &role_too, "Analyste\u{301}\u{200D}".to_string()),
+        ("users", &user, "Bo\u{308}b".to_string()),
+    ] {
+        store_raw_name(&app, table, id, &name).await;
+    }
+
+    crate::common::migrate_down_through(&app.db, "m20261202_000009_nfc_names").await;
+    {
+        use migration::MigratorTrait;
+        migration::Migrator::up(&app.db.write, None)
+            .await
+            .expect("migrations up");
+    }
+
+    for (table, id, want) in [
+        ("spaces", &kept, cafe.to_string()),
+        ("spaces", &clash, format!("{cafe} (2)")),
+        ("spaces", &lone, "\u{c5}ngstr\u{f6}m".to_string()),
+        ("spaces", &blank, "unnamed".to_string()),
+        // Soft-deleted spaces do not hold their name: no suffix.
+        ("spaces", &deleted, cafe.to_string()),
+        ("workspaces", &workspace, "T\u{e9}am".to_string()),
+        ("roles", &role, "Analyst\u{e9}".to_string()),
+        ("roles", &role_too, "Analyst\u{e9} (2)".to_string()),
+        ("users", &user, "B\u{f6}b".to_string()),
+    ] {
+        assert_eq!(stored_name(&app, table, id).await, want, "{table} {id}");
+    }
+    // The normalised names take part in the duplicate rule as new ones do.
+    let again = app
+        .gql(
+            "mutation($n:String!){ createSpace(input:{name:$n}){ id } }",
+            json!({ "n": cafe_nfd }),
+        )
+        .await;
+    assert_eq!(again.code(), "ALREADY_EXISTS");
+}

@@ -1807,9 +1807,7 @@ async fn the_counter_migration_backfills_counts_from_the_stored_memories() {
         .collect()
         .await;
 
-    migration::Migrator::down(&app.db.write, Some(1))
-        .await
-        .unwrap();
+    crate::common::migrate_down_through(&app.db, "m20261127_000007_space_counters").await;
     migration::Migrator::up(&app.db.write, None).await.unwrap();
 
     let after: Vec<(i64, i64)> = stream::iter([&plain, &superseding, &empty])
