@@ -748,8 +748,10 @@ impl VectorIndex {
         let entry = self.entry(space_id);
         let mut guard = entry.write().await;
         if !guard.loaded {
-            if version != 1 {
-                return; // the next search loads everything from the database
+            if version != 1 || self.pgvector().is_some() {
+                // The next search loads everything from the database (with pgvector, the
+                // in-process index only serves until its backfill is done: no vectors in RAM).
+                return;
             }
             // The space's first write: the database holds no other vector of it, so this write
             // is the whole index. Starting here keeps a space filled by this process loaded as
