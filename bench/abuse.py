@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import WORDS, gql  # noqa: E402
+from bench import WORDS, gql, rss_mb  # noqa: E402
 
 FAILURES: list[str] = []
 
@@ -42,17 +42,6 @@ def log(*m):
 def fail(what: str):
     log("UNEXPECTED:", what)
     FAILURES.append(what)
-
-
-def proc_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of `pid` in MiB."""
-    vals = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                vals[k] = int(v.split()[0]) / 1024
-    return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
 def reset_peak(pid: int) -> bool:
@@ -246,7 +235,7 @@ def metrics_bytes(url: str) -> int:
 
 def case_a(url: str, pid: int, n: int) -> list[str]:
     client = Http(url, None)
-    rss0, _ = proc_mb(pid)
+    rss0, _ = rss_mb(pid)
     m0 = metrics_bytes(url)
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -260,7 +249,7 @@ def case_a(url: str, pid: int, n: int) -> list[str]:
     with cf.ThreadPoolExecutor(4) as ex:
         list(ex.map(one, range(n)))
     wall = time.time() - t0
-    rss1, _ = proc_mb(pid)
+    rss1, _ = rss_mb(pid)
     m1 = metrics_bytes(url)
     if set(statuses) != {401}:
         fail(f"(a) unauthenticated requests got statuses {statuses}")
@@ -378,7 +367,7 @@ def case_c(url: str, admin: str, pid: int, word: str, counts: list[int]) -> list
         t = time.perf_counter()
         status, raw = Http(url, admin).post({"query": aliased(n, 100, word)}, timeout=300)
         dt = time.perf_counter() - t
-        _, hwm = proc_mb(pid)
+        _, hwm = rss_mb(pid)
         doc = json.loads(raw or b"{}")
         outcome = ", ".join(sorted(set(codes_of(doc)))) or "ok"
         if status >= 500 and outcome != "TIMEOUT":
@@ -477,7 +466,7 @@ def main():
     out += case_c(a.url, a.key, a.pid, word, size["counts"])
     log("(d) revoked key's socket")
     out += case_d(a.url, a.key, space, size["rounds"])
-    rss, hwm = proc_mb(a.pid)
+    rss, hwm = rss_mb(a.pid)
     out += [f"Server RSS at the end: {rss:.1f} MB (peak since the last reset {hwm:.1f} MB).", ""]
     if FAILURES:
         out += ["## Unexpected", ""] + [f"- {f}" for f in FAILURES] + [""]

@@ -80,6 +80,17 @@ def gql(url: str, key: str | None, query: str, variables: dict | None = None, ti
     return doc["data"]
 
 
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MiB."""
+    vals = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                vals[k] = int(v.split()[0]) / 1024
+    return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
+
+
 def cmd_wait(a):
     deadline = time.time() + a.timeout
     last = None

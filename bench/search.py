@@ -30,7 +30,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import WORDS, gql  # noqa: E402
+from bench import WORDS, gql, rss_mb  # noqa: E402
 
 SEARCH = (
     "query($q: String!, $m: SearchMode!, $s: [ID!]) { searchMemories(input: "
@@ -153,16 +153,6 @@ class McpClient:
         events = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
         events = [e for e in events if e]
         return json.loads(events[-1]) if events else {}
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    vals = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                vals[k] = int(v.split()[0]) / 1024
-    return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
 def seed(urls, key, spaces: int, memories: int, rng, conc=4, batch=1000):

@@ -517,18 +517,26 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     app.gql(VIEWER, json!({})).await.data();
 }
 
-#[tokio::test]
-async fn a_websocket_without_connection_init_is_closed_with_4408() {
-    let app = TestApp::spawn_with(|c| c.ws_init_timeout = Duration::from_millis(500)).await;
+/// A raw graphql-transport-ws socket on `/graphql/ws`, before any message.
+async fn transport_ws_socket(
+    app: &TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let url = format!("{}/graphql/ws", app.url.replacen("http", "ws", 1));
     let mut request = url.as_str().into_client_request().expect("request");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let (mut stream, _) = tokio_tungstenite::connect_async(request)
+    let (stream, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("handshake");
+    stream
+}
+
+#[tokio::test]
+async fn a_websocket_without_connection_init_is_closed_with_4408() {
+    let app = TestApp::spawn_with(|c| c.ws_init_timeout = Duration::from_millis(500)).await;
+    let mut stream = transport_ws_socket(&app).await;
     let started = Instant::now();
     let code = loop {
         match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
@@ -546,15 +554,7 @@ async fn a_websocket_without_connection_init_is_closed_with_4408() {
 /// Opens a graphql-transport-ws socket, sends `connection_init` with `Bearer <key>` and returns
 /// the close frame's code and reason (None when `connection_ack` came instead).
 async fn init_outcome(app: &TestApp, key: &str) -> Option<(u16, String)> {
-    let url = format!("{}/graphql/ws", app.url.replacen("http", "ws", 1));
-    let mut request = url.as_str().into_client_request().expect("request");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut stream, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("handshake");
+    let mut stream = transport_ws_socket(app).await;
     let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } });
     stream
         .send(Message::Text(init.to_string().into()))
