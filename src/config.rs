@@ -97,14 +97,27 @@ pub struct ServeArgs {
     /// most this much of them; never a memory).
     #[arg(long, env = "MEMSPACE_RECALL_FLUSH_MS", default_value_t = 1000)]
     pub recall_flush_ms: u64,
-    /// Directory of the persisted vector index (default: `memspace-index` beside the SQLite
-    /// file; not persisted on PostgreSQL or in-memory SQLite unless set).
+    /// Directory of the persisted vector and keyword indexes (default: `memspace-index`
+    /// beside the SQLite file; not persisted on PostgreSQL or in-memory SQLite unless set).
     #[arg(long, env = "MEMSPACE_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Where keyword searches run: `tantivy` (an in-process BM25 index kept in step with the
+    /// database, persisted in the data directory; top-k with block-max WAND) or `database`
+    /// (SQLite FTS5 / PostgreSQL tsvector, which rank every match).
+    #[arg(long, env = "MEMSPACE_KEYWORD_ENGINE", value_enum, default_value_t = KeywordEngine::Tantivy)]
+    pub keyword_engine: KeywordEngine,
     #[command(flatten)]
     pub embedders: EmbedderArgs,
     #[command(flatten)]
     pub vector_store: VectorStoreArgs,
+}
+
+/// Where keyword searches run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeywordEngine {
+    #[default]
+    Tantivy,
+    Database,
 }
 
 /// Where chunk vectors are searched.
@@ -206,6 +219,11 @@ pub struct Config {
     pub vector_exact_max: usize,
     /// Where the vector index is persisted (None: in memory only).
     pub data_dir: Option<std::path::PathBuf>,
+    /// Where keyword searches run (the tantivy index lives in `data_dir/keyword`).
+    pub keyword_engine: KeywordEngine,
+    /// Spaces of more memories than this that the keyword index does not hold load in the
+    /// background (their searches run in the database meanwhile); tests lower it.
+    pub keyword_inline_load_max: u64,
     pub query_limits: crate::http::limits::QueryLimits,
     pub request_timeout: std::time::Duration,
     /// (requests per second, burst) per credential; `None` = off.
@@ -250,6 +268,8 @@ impl Config {
             recall_flush_interval: std::time::Duration::from_secs(1),
             vector_exact_max: memspace_engine::vector_index::EXACT_MAX,
             data_dir: None,
+            keyword_engine: KeywordEngine::default(),
+            keyword_inline_load_max: memspace_engine::keyword_index::INLINE_LOAD_MAX,
             query_limits: crate::http::limits::QueryLimits::default(),
             request_timeout: std::time::Duration::from_secs(30),
             rate_limit: None,
@@ -280,6 +300,8 @@ impl TryFrom<&ServeArgs> for Config {
                 .data_dir
                 .clone()
                 .or_else(|| default_data_dir(&args.db.database_url)),
+            keyword_engine: args.keyword_engine,
+            keyword_inline_load_max: memspace_engine::keyword_index::INLINE_LOAD_MAX,
             query_limits: crate::http::limits::QueryLimits {
                 max_depth: args.max_depth.max(1),
                 max_complexity: args.max_complexity.max(1),

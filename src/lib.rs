@@ -24,8 +24,8 @@ pub mod search {
     #[cfg(feature = "neural")]
     pub use memspace_engine::neural;
     pub use memspace_engine::{
-        chunking, embedder, fusion, keyword, neural_embedder, pgvector, registry, remote,
-        vector_index,
+        chunking, embedder, fusion, keyword, keyword_index, neural_embedder, pgvector, registry,
+        remote, vector_index,
     };
 }
 
@@ -111,6 +111,15 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     };
     if let Some(pg) = &pgvector {
         index = index.with_pgvector(pg.clone());
+    }
+    if config.keyword_engine == config::KeywordEngine::Tantivy {
+        let keyword = match &config.data_dir {
+            Some(dir) => search::keyword_index::KeywordIndex::open(&dir.join("keyword")),
+            None => search::keyword_index::KeywordIndex::in_memory(),
+        };
+        let keyword = Arc::new(keyword.with_inline_load_max(config.keyword_inline_load_max));
+        keyword.spawn_committer(Duration::from_secs(1));
+        index = index.with_keyword(keyword);
     }
     let index = Arc::new(index);
     if let Some(pg) = pgvector.filter(|pg| !pg.is_switched()) {

@@ -121,6 +121,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = app.recall.flush().await {
         tracing::warn!(error = ?e, "recall counters not flushed at shutdown");
     }
+    if let Some(keyword) = app.index.keyword() {
+        if let Err(e) = keyword.commit_async().await {
+            tracing::warn!(error = %e, "keyword index not committed at shutdown (it catches up from the database)");
+        }
+    }
     if let Err(e) = app.index.save().await {
         tracing::warn!(error = %e, "vector index not saved at shutdown (it reloads from the database)");
     }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::common::{GqlResponse, TestApp};
+use memspace::config::KeywordEngine;
 
 const MODES: [&str; 3] = ["KEYWORD", "SEMANTIC", "HYBRID"];
 
@@ -175,7 +176,16 @@ fn rank(ids: &[String], want: &str) -> Option<usize> {
 
 #[tokio::test]
 async fn each_mode_ranks_the_expected_memory_first_for_most_queries_of_the_fixture() {
-    let app = TestApp::spawn().await;
+    fixture_ranks(KeywordEngine::Tantivy).await;
+}
+
+#[tokio::test]
+async fn the_database_keyword_engine_ranks_the_fixture_as_well() {
+    fixture_ranks(KeywordEngine::Database).await;
+}
+
+async fn fixture_ranks(engine: KeywordEngine) {
+    let app = TestApp::spawn_with(|c| c.keyword_engine = engine).await;
     // Two spaces, so ranking also works across spaces.
     let spaces = [
         app.space_as(&app.admin_key, "fixture even", json!({}))
@@ -243,7 +253,9 @@ async fn each_mode_ranks_the_expected_memory_first_for_most_queries_of_the_fixtu
     } else {
         "SQLite"
     };
-    eprintln!("relevance on {backend} (rank of the expected memory per mode):");
+    eprintln!(
+        "relevance on {backend}, keyword engine {engine:?} (rank of the expected memory per mode):"
+    );
     for line in &report {
         eprintln!("  {line}");
     }
@@ -1319,4 +1331,146 @@ async fn a_damaged_index_file_is_ignored_and_the_space_loads_from_the_database()
 
     assert_eq!(second.index.reopened_spaces(), 0);
     assert_eq!(r.hit_ids(), [kept.as_str()]);
+}
+
+/// Copies the files of a directory (the keyword index is flat).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("snapshot dir");
+    for entry in std::fs::read_dir(from).expect("index dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).expect("copied");
+        }
+    }
+}
+
+async fn keyword_ids(app: &TestApp, key: &str, space: &str, query: &str) -> HashSet<String> {
+    let input = json!({ "query": query, "mode": "KEYWORD", "spaceIds": [space], "limit": 100 });
+    ids_set(search(app, key, input).await.hit_ids())
+}
+
+#[tokio::test]
+async fn a_restarted_server_reopens_its_keyword_index_and_catches_up_with_writes_made_since() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (dir, snapshot) = (data.path().join("live"), data.path().join("snapshot"));
+    let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
+    let key = first.admin_key.clone();
+    let space = first.space_as(&key, "kept", json!({})).await;
+    let kept = first
+        .memory_as(
+            &key,
+            &space,
+            "The lighthouse keeper logs the weather at dawn",
+            json!({}),
+        )
+        .await;
+    let doomed = first
+        .memory_as(
+            &key,
+            &space,
+            "The lighthouse lamp was replaced in spring",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        keyword_ids(&first, &key, &space, "lighthouse").await,
+        HashSet::from([kept.clone(), doomed.clone()])
+    );
+    // The index as a crash right now would leave it: committed (the search committed it).
+    copy_dir(&dir.join("keyword"), &snapshot.join("keyword"));
+    // Written while "the index was away": a new memory, a deletion, a changed content.
+    let added = first
+        .memory_as(
+            &key,
+            &space,
+            "A lighthouse foghorn sounds in the night",
+            json!({}),
+        )
+        .await;
+    first
+        .gql(
+            "mutation($id:ID!){ deleteMemory(id:$id) }",
+            json!({ "id": doomed }),
+        )
+        .await
+        .data();
+    first
+        .gql(
+            "mutation($id:ID!){ updateMemory(id:$id, input:{content:\"The lighthouse keeper logs the tides at dawn\"}){ id } }",
+            json!({ "id": kept }),
+        )
+        .await
+        .data();
+
+    let second = first.reopen(|c| c.data_dir = Some(snapshot.clone())).await;
+    let keyword = second
+        .index
+        .keyword()
+        .expect("the tantivy engine is the default");
+    assert_eq!(
+        keyword.reopened_spaces(),
+        1,
+        "the space came from the snapshot"
+    );
+    assert_eq!(
+        keyword_ids(&second, &key, &space, "lighthouse").await,
+        HashSet::from([kept.clone(), added.clone()]),
+        "caught up: the new memory found, the deleted one not"
+    );
+    assert_eq!(
+        keyword_ids(&second, &key, &space, "tides").await,
+        HashSet::from([kept.clone()])
+    );
+    assert!(
+        keyword_ids(&second, &key, &space, "weather")
+            .await
+            .is_empty(),
+        "the old content is gone"
+    );
+    assert!(keyword.num_docs() >= 2);
+}
+
+#[tokio::test]
+async fn a_space_the_keyword_index_does_not_hold_is_searched_in_the_database_while_it_loads() {
+    let first = TestApp::spawn().await;
+    let key = first.admin_key.clone();
+    let space = first.space_as(&key, "big", json!({})).await;
+    let contents: Vec<String> = (0..40)
+        .map(|i| match i % 4 {
+            0 => format!("harbour crane number {i} lifts containers"),
+            _ => format!("garden bed {i} needs compost"),
+        })
+        .collect();
+    let written = first.memories_as(&key, &space, &contents).await;
+    let cranes: HashSet<String> = written.iter().step_by(4).cloned().collect();
+
+    // A second server (an empty index in RAM) for which the space is "large".
+    let second = first.reopen(|c| c.keyword_inline_load_max = 5).await;
+    let keyword = second.index.keyword().expect("tantivy engine");
+    assert_eq!(keyword.num_docs(), 0);
+    assert_eq!(
+        keyword_ids(&second, &key, &space, "cranes lifting").await,
+        cranes,
+        "answered by the database while the space loads"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while keyword.num_docs() < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the space never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        keyword_ids(&second, &key, &space, "cranes lifting").await,
+        cranes
+    );
+    // Written after the load: found at once.
+    let late = second
+        .memory_as(&key, &space, "a floating crane arrives", json!({}))
+        .await;
+    assert!(keyword_ids(&second, &key, &space, "crane")
+        .await
+        .contains(&late));
+    assert_eq!(keyword.num_docs(), 41);
 }

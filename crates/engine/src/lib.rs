@@ -10,6 +10,7 @@ pub mod fusion;
 pub mod hit;
 pub mod index_file;
 pub mod keyword;
+pub mod keyword_index;
 pub mod minilm;
 #[cfg(feature = "neural")]
 pub mod neural;

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use crate::ann::{Ann, Hnsw};
 use crate::embedder::{dot, from_bytes};
 use crate::index_file::{self, SavedSpace};
+use crate::keyword_index::KeywordIndex;
 use crate::pgvector::PgVector;
 use entity::{chunk, memory};
 use memspace_core::error::{AppError, AppResult};
@@ -154,14 +155,7 @@ impl SpaceVectors {
     }
 }
 
-/// A space of a search's scope and the `vector_version` the database holds for it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ScopeEntry {
-    pub space_id: Uuid,
-    pub version: i64,
-}
-
-pub use crate::hit::VectorHit;
+pub use crate::hit::{ScopeEntry, VectorHit};
 
 /// Scopes of at most this many vectors are scanned exactly (about 2 ms at 384 dimensions).
 pub const EXACT_MAX: usize = 20_000;
@@ -226,6 +220,9 @@ pub struct VectorIndex {
     /// The pgvector store: once it serves a dimension, that dimension's searches run in SQL
     /// and nothing of it is loaded here.
     pg: Option<Arc<PgVector>>,
+    /// The keyword index kept in step with the same writes (None: keyword searches run in
+    /// the database's full-text engine).
+    keyword: Option<Arc<KeywordIndex>>,
 }
 
 impl Default for VectorIndex {
@@ -249,6 +246,7 @@ impl VectorIndex {
             changes: RwLock::new(()),
             reopened: 0,
             pg: None,
+            keyword: None,
         }
     }
 
@@ -272,6 +270,25 @@ impl VectorIndex {
     pub fn with_pgvector(mut self, pg: Arc<PgVector>) -> Self {
         self.pg = Some(pg);
         self
+    }
+
+    /// Keyword searches go to `keyword`, which follows this index's writes.
+    pub fn with_keyword(mut self, keyword: Arc<KeywordIndex>) -> Self {
+        self.keyword = Some(keyword);
+        self
+    }
+
+    /// The keyword index, when keyword searches do not run in the database.
+    pub fn keyword(&self) -> Option<&Arc<KeywordIndex>> {
+        self.keyword.as_ref()
+    }
+
+    /// Records the content of memories written by this process in the write that took the
+    /// space to `version` (after it committed), for the keyword index.
+    pub async fn upsert_text(&self, space_id: Uuid, version: i64, docs: Vec<(Uuid, String)>) {
+        if let Some(k) = &self.keyword {
+            k.upsert(space_id, version, docs).await;
+        }
     }
 
     /// The pgvector store, when the database has one.
@@ -777,10 +794,17 @@ impl VectorIndex {
         let mut guard = entry.write().await;
         let changes = memory_ids.iter().map(|id| (*id, None)).collect();
         self.apply(&mut guard, changes);
+        drop(guard);
+        if let Some(k) = &self.keyword {
+            k.remove(space_id, memory_ids).await;
+        }
     }
 
     /// Drops a space's vectors (purged space, or a cache that may be stale).
     pub fn forget_space(&self, space_id: Uuid) {
+        if let Some(k) = &self.keyword {
+            k.forget_space(space_id);
+        }
         let removed = {
             let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
             spaces.remove(&space_id)
@@ -795,7 +819,9 @@ impl VectorIndex {
     }
 
     /// Drops every space's vectors and the ANN indexes; they reload from the database on the
-    /// next search.
+    /// next search. The keyword index keeps its documents: new and changed memories reach it
+    /// by the version check of the next search, and a deleted one it still holds is dropped by
+    /// the search's filter over the database.
     pub fn forget_all(&self) {
         let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
         spaces.clear();

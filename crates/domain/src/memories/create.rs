@@ -76,6 +76,11 @@ pub async fn create_many(
     let stored = read_stored(&txn, index, &access, version - 1, &items, &cx).await?;
     let plan = plan(items, &stored, &cx)?;
     let vectors = apply(&txn, space_id, &plan).await?;
+    let texts: Vec<(Uuid, String)> = plan
+        .rows
+        .iter()
+        .map(|r| (r.id, r.content.clone()))
+        .collect();
     audit::cross_tenant(&txn, principal, "memory.create", [&access.space]).await?;
     let events = plan
         .rows
@@ -90,6 +95,7 @@ pub async fn create_many(
     txn.stage(events).await?;
     txn.commit().await?;
     index.upsert(space_id, version, vectors).await;
+    index.upsert_text(space_id, version, texts).await;
     Ok(plan.results())
 }
 

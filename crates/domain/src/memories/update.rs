@@ -194,6 +194,9 @@ pub async fn update(
     txn.commit().await?;
     if let Some(v) = vectors {
         index.upsert(m.space_id, version, vec![(id, v)]).await;
+        index
+            .upsert_text(m.space_id, version, vec![(id, m.content.clone())])
+            .await;
     }
     Ok(m)
 }

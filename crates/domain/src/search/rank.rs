@@ -29,12 +29,7 @@ pub async fn rank(
     depth: usize,
 ) -> AppResult<Rankings> {
     let keyword = if mode != SearchMode::Semantic {
-        let ids = scope.ids();
-        let spaces = match &scope.visible {
-            Some(q) => Spaces::Select(Box::new(q.clone())),
-            None => Spaces::Ids(&ids),
-        };
-        keyword::search(&db.read, query, spaces, depth as u64).await?
+        keyword(db, index, scope, query, depth).await?
     } else {
         Vec::new()
     };
@@ -44,6 +39,48 @@ pub async fn rank(
         Vec::new()
     };
     Ok(Rankings { keyword, semantic })
+}
+
+/// The keyword ranking: from the keyword index when the server keeps one and every space of
+/// the scope is ready in it, else from the database's full-text engine (a large space the
+/// index does not hold yet loads in the background meanwhile).
+async fn keyword(
+    db: &Db,
+    index: &VectorIndex,
+    scope: &Scope,
+    query: &str,
+    depth: usize,
+) -> AppResult<Vec<(Uuid, f64)>> {
+    if let Some(k) = index.keyword() {
+        let entries: Vec<ScopeEntry> = scope
+            .spaces
+            .iter()
+            .map(|s| ScopeEntry {
+                space_id: s.id,
+                version: s.vector_version,
+            })
+            .collect();
+        let load = {
+            let (k, conn) = (k.clone(), db.read.clone());
+            move |space_id: Uuid, version: i64| {
+                let (k, conn) = (k.clone(), conn.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = k.load_space(&conn, space_id, version).await {
+                        tracing::warn!(space = %space_id, error = ?e, "keyword index: space not loaded");
+                    }
+                });
+            }
+        };
+        if let Some(hits) = k.search(&db.read, &entries, query, depth, load).await? {
+            return Ok(hits);
+        }
+    }
+    let ids = scope.ids();
+    let spaces = match &scope.visible {
+        Some(q) => Spaces::Select(Box::new(q.clone())),
+        None => Spaces::Ids(&ids),
+    };
+    keyword::search(&db.read, query, spaces, depth as u64).await
 }
 
 /// The query is embedded once per distinct embedder, and each embedder's spaces are searched
