@@ -142,12 +142,17 @@ pub struct KeywordIndex {
     dirty: AtomicBool,
     dir: Option<PathBuf>,
     /// [`KeywordIndex::present`] of the last searcher generation.
-    present: Mutex<Option<(u64, Arc<HashMap<Uuid, u64>>)>>,
+    present: Mutex<Option<(u64, Present)>>,
     /// Spaces reopened from the directory at start.
     reopened: usize,
     /// Spaces of at most this many memories load inside the search that needs them.
     inline_load_max: u64,
 }
+
+/// Documents per space in one searcher generation.
+type Present = Arc<HashMap<Uuid, u64>>;
+/// Half of a memory id, per document of a segment.
+type IdColumn = tantivy::columnar::Column<u64>;
 
 fn is_lock_busy(e: &anyhow::Error) -> bool {
     matches!(
@@ -677,20 +682,16 @@ impl KeywordIndex {
         }
         let mut hits: Vec<(Ranked, u32, DocId)> = heap.into_iter().map(|r| r.0).collect();
         hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let mut columns: HashMap<
-            u32,
-            (
-                tantivy::columnar::Column<u64>,
-                tantivy::columnar::Column<u64>,
-            ),
-        > = HashMap::new();
+        let mut columns: HashMap<u32, (IdColumn, IdColumn)> = HashMap::new();
         let mut out = Vec::with_capacity(hits.len());
         for (score, ord, doc) in hits {
-            if !columns.contains_key(&ord) {
-                let ff = searcher.segment_reader(ord).fast_fields();
-                columns.insert(ord, (ff.u64("memory_hi")?, ff.u64("memory_lo")?));
-            }
-            let (hi, lo) = &columns[&ord];
+            let (hi, lo) = match columns.entry(ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let ff = searcher.segment_reader(ord).fast_fields();
+                    e.insert((ff.u64("memory_hi")?, ff.u64("memory_lo")?))
+                }
+            };
             if let (Some(h), Some(l)) = (hi.first(doc), lo.first(doc)) {
                 out.push((join(h, l), f64::from(score.0)));
             }
@@ -700,7 +701,7 @@ impl KeywordIndex {
 
     /// The spaces with documents in `searcher`'s segments and how many each (deleted ones
     /// included until merged away), cached per searcher generation.
-    fn present(&self, searcher: &tantivy::Searcher) -> tantivy::Result<Arc<HashMap<Uuid, u64>>> {
+    fn present(&self, searcher: &tantivy::Searcher) -> tantivy::Result<Present> {
         let generation = searcher.generation().generation_id();
         if let Some((g, p)) = &*self.present.lock().unwrap_or_else(|e| e.into_inner()) {
             if *g == generation {
