@@ -2573,6 +2573,12 @@ async fn create_space_at(client: &reqwest::Client, url: &str, name: &str) -> Str
 #[derive(Default)]
 struct WriteLog {
     acked: Mutex<Vec<String>>,
+    /// Acknowledged memories with their content.
+    written: Mutex<Vec<(String, String)>>,
+    /// Acknowledged memories whose deletion was acknowledged too.
+    deleted: Mutex<HashSet<String>>,
+    /// Delete every n-th acknowledged memory right after writing it (0: never).
+    delete_every: u64,
     refused: Mutex<BTreeMap<String, usize>>,
     transport_errors: AtomicUsize,
 }
@@ -2589,16 +2595,32 @@ fn spawn_writer(
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
             n += 1;
+            let content = format!("{tag} write {n}");
             let r = gql_at(
                 &client,
                 &url,
                 "mutation($i:CreateMemoryInput!){ createMemory(input:$i){ id } }",
-                json!({ "i": { "spaceId": space, "content": format!("{tag} write {n}"), "tags": [tag] } }),
+                json!({ "i": { "spaceId": space, "content": content, "tags": [tag] } }),
             )
             .await;
             match r {
                 Ok(body) => match body["data"]["createMemory"]["id"].as_str() {
-                    Some(id) => log.acked.lock().unwrap().push(id.to_string()),
+                    Some(id) => {
+                        log.acked.lock().unwrap().push(id.to_string());
+                        log.written.lock().unwrap().push((id.to_string(), content));
+                        if log.delete_every > 0 && n % log.delete_every == 0 {
+                            let r = gql_at(
+                                &client,
+                                &url,
+                                "mutation($id:ID!){ deleteMemory(id:$id) }",
+                                json!({ "id": id }),
+                            )
+                            .await;
+                            if r.is_ok_and(|b| b["data"]["deleteMemory"].as_str() == Some(id)) {
+                                log.deleted.lock().unwrap().insert(id.to_string());
+                            }
+                        }
+                    }
                     None => {
                         let code = body["errors"][0]["extensions"]["code"]
                             .as_str()
@@ -2671,6 +2693,9 @@ fn sqlite_only() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_of_the_server_and_the_sqlite_file_stays_intact() {
+    // Writers also delete every fourth memory they wrote; after the restart every acknowledged
+    // memory is found by KEYWORD and SEMANTIC search of its content (the keyword index
+    // reopened from the data directory and caught up) and no deleted one is.
     // SQLite only: this is about the embedded file's durability. With TEST_DATABASE_URL set
     // (PostgreSQL) durability is the database server's job, so the test does nothing.
     if !sqlite_only() {
@@ -2687,7 +2712,10 @@ async fn acknowledged_writes_survive_kill_9_of_the_server_and_the_sqlite_file_st
     first.ready(&client).await.expect("first server up");
     let space = create_space_at(&client, &first.url, "crash").await;
     let stop = Arc::new(AtomicBool::new(false));
-    let log = Arc::new(WriteLog::default());
+    let log = Arc::new(WriteLog {
+        delete_every: 4,
+        ..WriteLog::default()
+    });
 
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -2713,18 +2741,58 @@ async fn acknowledged_writes_survive_kill_9_of_the_server_and_the_sqlite_file_st
         .await
         .expect("server restarts on the same file");
     let found = stored_ids(&client, &second.url, &space).await;
+    let acked = log.acked.lock().unwrap().clone();
+    let deleted = log.deleted.lock().unwrap().clone();
+    // Each memory searched by its own content in both index-backed modes: every acknowledged
+    // one is found (the reopened keyword index caught up), no deleted one is.
+    let contents: Vec<(String, String)> = log.written.lock().unwrap().clone();
+    let wrong: Vec<String> = stream::iter(contents.iter().flat_map(|(id, content)| {
+        ["KEYWORD", "SEMANTIC"].map(|mode| (id.clone(), content.clone(), mode))
+    }))
+    .map(|(id, content, mode)| {
+        let (client, url, space, deleted) = (&client, &second.url, &space, &deleted);
+        async move {
+            let body = gql_at(
+                client,
+                url,
+                "query($i:SearchInput!){ searchMemories(input:$i){ memory{ id } } }",
+                json!({ "i": { "query": content, "mode": mode, "spaceIds": [space], "limit": 10 } }),
+            )
+            .await
+            .expect("search answered");
+            let hits = body["data"]["searchMemories"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no hits: {body}"))
+                .iter()
+                .filter_map(|h| h["memory"]["id"].as_str().map(String::from))
+                .collect::<Vec<_>>();
+            let is_deleted = deleted.contains(&id);
+            (hits.contains(&id) == is_deleted)
+                .then(|| format!("{mode} {content:?}: deleted {is_deleted}, hits {hits:?}"))
+        }
+    })
+    .buffer_unordered(4)
+    .filter_map(|x| async move { x })
+    .collect()
+    .await;
     second.kill_9();
     let verdict = integrity_check(&file).await;
 
-    let acked = log.acked.lock().unwrap().clone();
-    let missing: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !found.contains(*id) && !deleted.contains(*id))
+        .collect();
+    let resurrected: Vec<&String> = deleted.iter().filter(|id| found.contains(*id)).collect();
     eprintln!(
-        "crash: acked {}, found {} (stored {}, refused {:?}, transport errors {})",
+        "crash: acked {}, deleted {}, found {} (stored {}, refused {:?}, transport errors {}), \
+         searches wrong {}",
         acked.len(),
-        acked.len() - missing.len(),
+        deleted.len(),
+        acked.len() - deleted.len() - missing.len(),
         found.len(),
         log.refused.lock().unwrap(),
-        log.transport_errors.load(Ordering::Relaxed)
+        log.transport_errors.load(Ordering::Relaxed),
+        wrong.len()
     );
     assert!(
         acked.len() > 8,
@@ -2736,6 +2804,17 @@ async fn acknowledged_writes_survive_kill_9_of_the_server_and_the_sqlite_file_st
         "{} acknowledged writes lost: {:?}",
         missing.len(),
         &missing[..missing.len().min(10)]
+    );
+    assert!(
+        resurrected.is_empty(),
+        "deleted memories back: {resurrected:?}"
+    );
+    assert!(!deleted.is_empty(), "no deletion acknowledged");
+    assert!(
+        wrong.is_empty(),
+        "{} searches wrong after the restart: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
     );
     assert!(
         log.refused.lock().unwrap().is_empty(),
