@@ -424,3 +424,53 @@ async fn vector_store_pgvector_without_the_extension_is_a_clear_start_up_error()
         }
     }
 }
+
+#[tokio::test]
+async fn a_scope_of_most_spaces_skips_the_space_condition_and_still_returns_its_k_nearest() {
+    let Some(app) = pgvector_app("most_spaces", |_| {}).await else {
+        return;
+    };
+    let admin = app.admin_key.clone();
+    let (user, key) = app.user("reader", false).await;
+    let query = "copper lantern harbor meadow";
+    let mut mine = HashSet::new();
+    for s in 0..3 {
+        let space = app
+            .space_as(&admin, &format!("shared {s}"), json!({}))
+            .await;
+        app.share_as(
+            &admin,
+            &space,
+            json!([{ "subjectKind": "USER", "subjectId": user, "permission": "VIEW" }]),
+        )
+        .await
+        .data();
+        let contents: Vec<String> = (0..15).map(|i| text(s * 100 + i, 12)).collect();
+        mine.extend(write(&app, &space, &contents, json!({})).await);
+    }
+    // Three of four spaces are the reader's scope (searched with no space condition in SQL);
+    // the fourth holds the 300 memories nearest to the query, all to be dropped.
+    let private = app.space_as(&admin, "private", json!({})).await;
+    let contents: Vec<String> = (0..300)
+        .map(|i| format!("{query} {} {}", WORDS[i % WORDS.len()], i))
+        .collect();
+    write(&app, &private, &contents, json!({})).await;
+    let memory = app
+        .reopen(|c| c.vector_store.mode = VectorStore::Memory)
+        .await;
+
+    for q in [query, "harbor violin", "meadow glacier copper"] {
+        let got = hits(&semantic(&app, &key, q, json!({})).await);
+        let want = hits(&semantic(&memory, &key, q, json!({})).await);
+        assert_eq!(
+            got.len(),
+            10,
+            "{q}: k hits despite the nearer rows out of scope"
+        );
+        assert!(
+            got.iter().all(|(id, _)| mine.contains(id)),
+            "{q}: out of scope"
+        );
+        assert_same(&got, &want, &format!("query {q:?}"));
+    }
+}

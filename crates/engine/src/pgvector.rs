@@ -136,7 +136,16 @@ pub struct PgVector {
     indexed: Mutex<HashSet<usize>>,
     /// The embedder dimensions of this process, indexed by [`PgVector::migrate`].
     dims: Vec<usize>,
+    /// How many spaces the database holds (deleted ones too: their chunks stay until purged),
+    /// and when it was counted.
+    spaces_total: Mutex<Option<(Instant, u64)>>,
 }
+
+/// A scope of at least this share of all spaces is searched without a space condition in SQL
+/// (the HNSW scan then filters nothing), its rows filtered afterwards.
+const UNFILTERED_SHARE: f64 = 0.5;
+/// How long a count of all spaces is reused.
+const SPACES_TOTAL_TTL: Duration = Duration::from_secs(2);
 
 fn pg(sql: impl Into<String>, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -197,6 +206,7 @@ impl PgVector {
             switched: AtomicBool::new(false),
             indexed: Mutex::default(),
             dims,
+            spaces_total: Mutex::default(),
         };
         let ready = store.set_up().await.context("setting up pgvector")?;
         store.switched.store(ready, Ordering::Release);
@@ -498,14 +508,28 @@ $fn$"#
             return Ok(Vec::new());
         }
         self.ensure_index(dim);
+        let total = self
+            .spaces_total(db)
+            .await
+            .map_err(|e| AppError::Internal(anyhow!("pgvector search: {e}")))?;
+        // A scope of most spaces costs the HNSW scan more as a condition (a 1,000-id `ANY`
+        // checked on every visited row, and its planning) than the few rows it would reject:
+        // those are dropped here instead, and the loop below asks for more if too few remain.
+        let in_sql = (spaces.len() as f64) < UNFILTERED_SHARE * total as f64;
+        let allowed: HashSet<Uuid> = spaces.iter().copied().collect();
         // Several chunks of one memory may come back: ask for more rows than memories.
         let mut rows = top * 2 + 16;
         loop {
             let found = self
-                .query(db, spaces, query, rows, filter.clone())
+                .query(db, in_sql.then_some(spaces), query, rows, filter.clone())
                 .await
                 .map_err(|e| AppError::Internal(anyhow!("pgvector search: {e}")))?;
             let complete = found.len() < rows;
+            let found = found
+                .into_iter()
+                .filter(|(space, _)| allowed.contains(space))
+                .map(|(_, hit)| hit)
+                .collect();
             let hits = best_per_memory(found, top);
             if hits.len() >= top || complete || rows >= 1000 {
                 return Ok(hits);
@@ -514,14 +538,34 @@ $fn$"#
         }
     }
 
+    /// How many spaces the database holds, counted at most every [`SPACES_TOTAL_TTL`].
+    async fn spaces_total<C: ConnectionTrait>(&self, db: &C) -> Result<u64, DbErr> {
+        let cached = *self.spaces_total.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = cached.filter(|(at, _)| at.elapsed() < SPACES_TOTAL_TTL) {
+            return Ok(n);
+        }
+        let row = db
+            .query_one(pg(r#"SELECT count(*)::int8 AS n FROM "spaces""#, vec![]))
+            .await?;
+        let n = row
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let n = u64::try_from(n).unwrap_or(0);
+        *self.spaces_total.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), n));
+        Ok(n)
+    }
+
+    /// The `rows` chunks nearest to `query` (with their space), of `spaces` when given (else
+    /// of every space: the caller filters).
     async fn query<C>(
         &self,
         db: &C,
-        spaces: &[Uuid],
+        spaces: Option<&[Uuid]>,
         query: &[f32],
         rows: usize,
         filter: Option<Condition>,
-    ) -> Result<Vec<VectorHit>, DbErr>
+    ) -> Result<Vec<(Uuid, VectorHit)>, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
@@ -538,16 +582,20 @@ $fn$"#
         let mut select = Query::select();
         select
             .column((chunk::Entity, chunk::Column::MemoryId))
+            .column((chunk::Entity, chunk::Column::SpaceId))
             .column((chunk::Entity, chunk::Column::Ord))
             .column((chunk::Entity, chunk::Column::Embedding))
             .from(chunk::Entity)
             // The dimension is a literal: a partial index is only used when the planner can
             // prove its predicate, which a parameter (in a generic plan) does not allow.
-            .and_where(Expr::cust(format!(r#""chunks"."embedding_dim" = {dim}"#)))
-            .and_where(Expr::cust_with_values(
+            .and_where(Expr::cust(format!(r#""chunks"."embedding_dim" = {dim}"#)));
+        if let Some(spaces) = spaces {
+            select.and_where(Expr::cust_with_values(
                 r#""chunks"."space_id" = ANY(CAST($1 AS uuid[]))"#,
                 [uuid_array(spaces)],
-            ))
+            ));
+        }
+        select
             .order_by_expr(
                 Expr::cust_with_values(
                     format!(
@@ -584,15 +632,20 @@ $fn$"#
         let mut hits = Vec::with_capacity(found.len());
         for r in found {
             let memory_id: Uuid = r.try_get("", "memory_id")?;
+            let space_id: Uuid = r.try_get("", "space_id")?;
             let ord: i32 = r.try_get("", "ord")?;
             let blob: Vec<u8> = r.try_get("", "embedding")?;
             let v = from_bytes(&blob);
             if v.len() == dim {
-                hits.push(VectorHit {
-                    memory_id,
-                    ord,
-                    score: dot(query, &v),
-                });
+                let score = dot(query, &v);
+                hits.push((
+                    space_id,
+                    VectorHit {
+                        memory_id,
+                        ord,
+                        score,
+                    },
+                ));
             }
         }
         Ok(hits)
