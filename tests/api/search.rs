@@ -1474,3 +1474,29 @@ async fn a_space_the_keyword_index_does_not_hold_is_searched_in_the_database_whi
         .contains(&late));
     assert_eq!(keyword.num_docs(), 41);
 }
+
+#[tokio::test]
+async fn a_replicas_first_keyword_search_over_many_spaces_loads_them_in_a_few_statements() {
+    let first = TestApp::spawn().await;
+    let key = first.admin_key.clone();
+    let mut harbours = HashSet::new();
+    for s in 0..60 {
+        let space = first.space_as(&key, &format!("space {s}"), json!({})).await;
+        let contents = vec![format!("harbour log {s}"), format!("garden note {s}")];
+        harbours.insert(first.memories_as(&key, &space, &contents).await[0].clone());
+    }
+    let second = first.reopen(|_| {}).await;
+    second.warm(&key).await;
+    let before = second.statements();
+    let input = json!({ "query": "harbour", "mode": "KEYWORD", "limit": 100 });
+    let found = ids_set(search(&second, &key, input.clone()).await.hit_ids());
+    let statements = second.statements() - before;
+
+    assert_eq!(found, harbours);
+    assert_eq!(second.index.keyword().expect("tantivy").num_docs(), 120);
+    assert!(statements <= 12, "{statements} statements for a first search over 60 spaces");
+    // Held now: the next search reads nothing of the spaces.
+    let before = second.statements();
+    assert_eq!(ids_set(search(&second, &key, input).await.hit_ids()), harbours);
+    assert!(second.statements() - before <= 6);
+}

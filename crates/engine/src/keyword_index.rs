@@ -29,9 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery, TermSetQuery,
@@ -58,6 +56,8 @@ const SELECTIVE_SHARE: f64 = 0.1;
 const WRITER_MEMORY: usize = 50_000_000;
 /// Rows read from the database per statement when a space loads.
 const LOAD_BATCH: u64 = 5_000;
+/// Space ids per statement (well under SQLite's 32,766 variables).
+const ID_BATCH: usize = 500;
 const PAYLOAD_FORMAT: u32 = 1;
 
 #[derive(Clone, Copy)]
@@ -453,16 +453,23 @@ impl KeywordIndex {
 
     /// Brings every space of `scope` up to its database version. Returns false when a space
     /// is not ready (loading in the background): the caller searches the database instead.
+    /// Spaces not held yet are counted in one statement and the small ones read together (a
+    /// replica's first search over 1,000 spaces is a few statements, not 2,000).
     async fn ensure_current<C: ConnectionTrait>(
         self: &Arc<Self>,
         db: &C,
         scope: &[ScopeEntry],
         background: impl Fn(Uuid, i64) + Clone,
     ) -> AppResult<bool> {
+        // Entries locked in space order: two searches never wait on each other in a cycle.
+        let mut ordered: Vec<&ScopeEntry> = scope.iter().collect();
+        ordered.sort_by_key(|s| s.space_id);
+        ordered.dedup_by_key(|s| s.space_id);
         let mut ready = true;
-        for s in scope {
+        let mut missing = Vec::new();
+        for s in ordered {
             let entry = self.entry(s.space_id);
-            let mut e = entry.lock().await;
+            let mut e = entry.lock_owned().await;
             if e.loading {
                 ready = false;
                 continue;
@@ -470,28 +477,75 @@ impl KeywordIndex {
             match e.version {
                 Some(v) if v >= s.version => {}
                 Some(v) => {
-                    let docs = rows(db, s.space_id, Some(v)).await?;
+                    let docs = rows(db, &[s.space_id], Some(v)).await?;
+                    let docs: Vec<(Uuid, String)> =
+                        docs.into_iter().map(|(id, _, c)| (id, c)).collect();
                     self.put(s.space_id, &docs, Some(s.version), false);
                     e.version = Some(s.version);
                 }
-                None => {
-                    let count = memory::Entity::find()
-                        .filter(memory::Column::SpaceId.eq(s.space_id))
-                        .count(db)
-                        .await?;
-                    if count > self.inline_load_max {
-                        e.loading = true;
-                        ready = false;
-                        background(s.space_id, s.version);
-                        continue;
-                    }
-                    let docs = rows(db, s.space_id, None).await?;
-                    self.put(s.space_id, &docs, Some(s.version), true);
-                    e.version = Some(s.version);
-                }
+                None => missing.push((e, *s)),
             }
         }
+        if missing.is_empty() {
+            return Ok(ready);
+        }
+        let ids: Vec<Uuid> = missing.iter().map(|(_, s)| s.space_id).collect();
+        let mut counts: HashMap<Uuid, u64> = HashMap::new();
+        for part in ids.chunks(ID_BATCH) {
+            let rows: Vec<(Uuid, i64)> = memory::Entity::find()
+                .select_only()
+                .column(memory::Column::SpaceId)
+                .column_as(memory::Column::Id.count(), "n")
+                .filter(memory::Column::SpaceId.is_in(part.iter().copied()))
+                .group_by(memory::Column::SpaceId)
+                .into_tuple()
+                .all(db)
+                .await?;
+            counts.extend(rows.into_iter().map(|(id, n)| (id, n.max(0) as u64)));
+        }
+        // Small spaces in groups of about LOAD_BATCH memories per statement.
+        let mut group: Vec<(tokio::sync::OwnedMutexGuard<SpaceEntry>, ScopeEntry)> = Vec::new();
+        let mut group_rows = 0u64;
+        for (mut e, s) in missing {
+            let n = counts.get(&s.space_id).copied().unwrap_or(0);
+            if n > self.inline_load_max {
+                e.loading = true;
+                ready = false;
+                background(s.space_id, s.version);
+                continue;
+            }
+            if group_rows + n > LOAD_BATCH && !group.is_empty() {
+                self.load_group(db, std::mem::take(&mut group)).await?;
+                group_rows = 0;
+            }
+            group_rows += n;
+            group.push((e, s));
+        }
+        if !group.is_empty() {
+            self.load_group(db, group).await?;
+        }
         Ok(ready)
+    }
+
+    /// Loads whole spaces (small ones, inside a search) at their scope versions.
+    async fn load_group<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        group: Vec<(tokio::sync::OwnedMutexGuard<SpaceEntry>, ScopeEntry)>,
+    ) -> AppResult<()> {
+        let ids: Vec<Uuid> = group.iter().map(|(_, s)| s.space_id).collect();
+        let mut by_space: HashMap<Uuid, Vec<(Uuid, String)>> = HashMap::new();
+        for part in ids.chunks(ID_BATCH) {
+            for (id, space, content) in rows(db, part, None).await? {
+                by_space.entry(space).or_default().push((id, content));
+            }
+        }
+        for (mut e, s) in group {
+            let docs = by_space.remove(&s.space_id).unwrap_or_default();
+            self.put(s.space_id, &docs, Some(s.version), true);
+            e.version = Some(s.version);
+        }
+        Ok(())
     }
 
     /// Loads a whole space (from a background task): documents in batches, then the version.
@@ -748,17 +802,18 @@ impl Ord for Ranked {
     }
 }
 
-/// A space's memories written after `since` (all with None): (id, content).
+/// The memories of `spaces` written after `since` (all with None): (id, space, content).
 async fn rows<C: ConnectionTrait>(
     db: &C,
-    space_id: Uuid,
+    spaces: &[Uuid],
     since: Option<i64>,
-) -> AppResult<Vec<(Uuid, String)>> {
+) -> AppResult<Vec<(Uuid, Uuid, String)>> {
     let mut q = memory::Entity::find()
         .select_only()
         .column(memory::Column::Id)
+        .column(memory::Column::SpaceId)
         .column(memory::Column::Content)
-        .filter(memory::Column::SpaceId.eq(space_id));
+        .filter(memory::Column::SpaceId.is_in(spaces.iter().copied()));
     if let Some(v) = since {
         q = q.filter(memory::Column::IndexSeq.gt(v));
     }
