@@ -1494,9 +1494,15 @@ async fn a_replicas_first_keyword_search_over_many_spaces_loads_them_in_a_few_st
 
     assert_eq!(found, harbours);
     assert_eq!(second.index.keyword().expect("tantivy").num_docs(), 120);
-    assert!(statements <= 12, "{statements} statements for a first search over 60 spaces");
+    assert!(
+        statements <= 12,
+        "{statements} statements for a first search over 60 spaces"
+    );
     // Held now: the next search reads nothing of the spaces.
     let before = second.statements();
-    assert_eq!(ids_set(search(&second, &key, input).await.hit_ids()), harbours);
+    assert_eq!(
+        ids_set(search(&second, &key, input).await.hit_ids()),
+        harbours
+    );
     assert!(second.statements() - before <= 6);
 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
@@ -44,6 +45,7 @@ use uuid::Uuid;
 use entity::memory;
 use memspace_core::error::{AppError, AppResult};
 
+use crate::coverage::{Coverage, Missing};
 use crate::hit::ScopeEntry;
 
 /// A space of at most this many memories that the index does not hold yet is loaded inside the
@@ -118,8 +120,8 @@ struct Payload {
 /// What the index holds of one space.
 #[derive(Default)]
 struct SpaceEntry {
-    /// Complete up to this `vector_version` (None: not loaded).
-    version: Option<i64>,
+    /// The `vector_version`s held (None: not loaded).
+    cov: Option<Coverage>,
     /// A background load is running.
     loading: bool,
 }
@@ -234,7 +236,7 @@ impl KeywordIndex {
             .iter()
             .map(|(id, v)| {
                 let entry = SpaceEntry {
-                    version: Some(*v),
+                    cov: Some(Coverage::new(*v)),
                     loading: false,
                 };
                 (*id, Arc::new(AsyncMutex::new(entry)))
@@ -329,23 +331,23 @@ impl KeywordIndex {
     /// Records memories written by this process in the write that took the space to
     /// `version` (after it committed). A space the index does not hold is started by its first
     /// write (version 1: the database has nothing else of it) and otherwise left to the load
-    /// of its next search; out-of-order versions are left to the next search's catch-up.
+    /// of its next search; a version arriving out of order is recorded, so the next search
+    /// reads only the versions still missing.
     pub async fn upsert(&self, space_id: Uuid, version: i64, docs: Vec<(Uuid, String)>) {
         let entry = self.entry(space_id);
         let mut e = entry.lock().await;
-        match e.version {
-            None if version == 1 && !e.loading => {
+        let loading = e.loading;
+        match e.cov.as_mut() {
+            Some(c) => {
+                c.add(version);
+                let through = c.through;
+                self.put(space_id, &docs, Some(through), false);
+            }
+            None if version == 1 && !loading => {
                 self.put(space_id, &docs, Some(version), true);
-                e.version = Some(version);
+                e.cov = Some(Coverage::new(version));
             }
             None => {}
-            Some(held) => {
-                let next = (version == held + 1).then_some(version);
-                self.put(space_id, &docs, next, false);
-                if let Some(v) = next {
-                    e.version = Some(v);
-                }
-            }
         }
     }
 
@@ -353,7 +355,7 @@ impl KeywordIndex {
     pub async fn remove(&self, space_id: Uuid, memory_ids: &[Uuid]) {
         let entry = self.entry(space_id);
         let e = entry.lock().await;
-        if e.version.is_none() && !e.loading {
+        if e.cov.is_none() && !e.loading {
             return;
         }
         let mut w = self.writer();
@@ -383,7 +385,7 @@ impl KeywordIndex {
         drop(w);
         if let Some(entry) = removed {
             if let Ok(mut e) = entry.try_lock() {
-                e.version = None;
+                e.cov = None;
             }
         }
     }
@@ -474,14 +476,16 @@ impl KeywordIndex {
                 ready = false;
                 continue;
             }
-            match e.version {
-                Some(v) if v >= s.version => {}
-                Some(v) => {
-                    let docs = rows(db, &[s.space_id], Some(v)).await?;
+            match &e.cov {
+                Some(c) if c.covers(s.version) => {}
+                Some(c) => {
+                    let docs = rows(db, &[s.space_id], Some(c.missing())).await?;
                     let docs: Vec<(Uuid, String)> =
                         docs.into_iter().map(|(id, _, c)| (id, c)).collect();
-                    self.put(s.space_id, &docs, Some(s.version), false);
-                    e.version = Some(s.version);
+                    if let Some(c) = e.cov.as_mut() {
+                        c.complete_to(s.version);
+                        self.put(s.space_id, &docs, Some(c.through), false);
+                    }
                 }
                 None => missing.push((e, *s)),
             }
@@ -543,7 +547,7 @@ impl KeywordIndex {
         for (mut e, s) in group {
             let docs = by_space.remove(&s.space_id).unwrap_or_default();
             self.put(s.space_id, &docs, Some(s.version), true);
-            e.version = Some(s.version);
+            e.cov = Some(Coverage::new(s.version));
         }
         Ok(())
     }
@@ -596,7 +600,7 @@ impl KeywordIndex {
         // Rows written during the load are caught up by the next search (the version is the
         // one the load started from).
         self.writer().versions.insert(space_id, version);
-        e.version = Some(version);
+        e.cov = Some(Coverage::new(version));
         drop(e);
         self.commit_async()
             .await
@@ -802,11 +806,12 @@ impl Ord for Ranked {
     }
 }
 
-/// The memories of `spaces` written after `since` (all with None): (id, space, content).
+/// The memories of `spaces` of the versions `since` lacks (all with None): (id, space,
+/// content).
 async fn rows<C: ConnectionTrait>(
     db: &C,
     spaces: &[Uuid],
-    since: Option<i64>,
+    since: Option<Missing>,
 ) -> AppResult<Vec<(Uuid, Uuid, String)>> {
     let mut q = memory::Entity::find()
         .select_only()
@@ -814,8 +819,12 @@ async fn rows<C: ConnectionTrait>(
         .column(memory::Column::SpaceId)
         .column(memory::Column::Content)
         .filter(memory::Column::SpaceId.is_in(spaces.iter().copied()));
-    if let Some(v) = since {
-        q = q.filter(memory::Column::IndexSeq.gt(v));
+    if let Some(m) = since {
+        q = q.filter(
+            Condition::any()
+                .add(memory::Column::IndexSeq.gt(m.after))
+                .add(memory::Column::IndexSeq.is_in(m.gaps)),
+        );
     }
     Ok(q.into_tuple().all(db).await?)
 }
@@ -972,6 +981,42 @@ mod tests {
         index.forget_space(space);
         index.commit().unwrap();
         assert_eq!(index.num_docs(), 0);
+    }
+
+    #[tokio::test]
+    async fn writes_arriving_out_of_order_leave_nothing_to_catch_up_once_all_arrived() {
+        let index = Arc::new(KeywordIndex::in_memory());
+        let space = Uuid::now_v7();
+        for v in [1, 3, 4, 2] {
+            index
+                .upsert(space, v, vec![(Uuid::now_v7(), format!("harbour {v}"))])
+                .await;
+        }
+        // A disconnected database: any catch-up statement would fail the search.
+        let db = sea_orm::DatabaseConnection::default();
+        let scope = [ScopeEntry {
+            space_id: space,
+            version: 4,
+        }];
+        let hits = index
+            .search(&db, &scope, "harbour", 10, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(hits.map(|h| h.len()), Some(4));
+        assert_eq!(index.writer().versions[&space], 4);
+        index
+            .upsert(space, 6, vec![(Uuid::now_v7(), "harbour 6".into())])
+            .await;
+        let entry = index.entry(space);
+        let missing = entry.lock().await.cov.as_ref().map(|c| c.missing());
+        assert_eq!(
+            missing,
+            Some(Missing {
+                after: 6,
+                gaps: vec![5]
+            }),
+            "only 5 to read"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod ann;
 pub mod chunking;
 pub mod config;
+pub mod coverage;
 pub mod embedder;
 pub mod fusion;
 pub mod hit;

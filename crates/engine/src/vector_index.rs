@@ -33,6 +33,7 @@ use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use uuid::Uuid;
 
 use crate::ann::{Ann, Hnsw};
+use crate::coverage::Coverage;
 use crate::embedder::{dot, from_bytes};
 use crate::index_file::{self, SavedSpace};
 use crate::keyword_index::KeywordIndex;
@@ -55,8 +56,8 @@ struct SpaceVectors {
     slot: u32,
     /// The ANN keys of each memory's rows.
     keys: HashMap<Uuid, Vec<u64>>,
-    /// The space's `vector_version` this index is known to be complete up to.
-    version: i64,
+    /// The space's `vector_version`s this index holds (complete up to `through`).
+    cov: Coverage,
     dim: usize,
     data: Vec<f32>,
     rows: Vec<(Uuid, i32)>,
@@ -348,7 +349,7 @@ impl VectorIndex {
                 let mut v = SpaceVectors {
                     loaded: true,
                     unverified: true,
-                    version: s.version,
+                    cov: Coverage::new(s.version),
                     dim,
                     data: s.data.clone(),
                     ..SpaceVectors::default()
@@ -448,7 +449,7 @@ impl VectorIndex {
                     }
                     SavedSpace {
                         space_id: *id,
-                        version: g.version,
+                        version: g.cov.through,
                         dim: g.dim as u32,
                         rows: g
                             .rows
@@ -575,7 +576,7 @@ impl VectorIndex {
         let entry = self.entry(space_id);
         let current = {
             let g = entry.read().await;
-            g.loaded && !g.unverified && g.version >= db_version
+            g.loaded && !g.unverified && g.cov.covers(db_version)
         };
         if current {
             return Ok(entry);
@@ -585,24 +586,34 @@ impl VectorIndex {
         if guard.unverified {
             self.reconcile(db, space_id, &mut guard).await?;
         }
-        if guard.loaded && guard.version >= db_version {
+        if guard.loaded && guard.cov.covers(db_version) {
             return Ok(entry.clone());
         }
-        let since = guard.loaded.then_some(guard.version);
+        // Only the versions it lacks (writes of other replicas, or of this one that arrived
+        // out of order and left a gap), not every row after the first gap.
+        let since = guard.loaded.then(|| guard.cov.missing());
         let mut query = chunk::Entity::find()
             .select_only()
             .column(chunk::Column::MemoryId)
             .column(chunk::Column::Ord)
             .column(chunk::Column::Embedding)
             .filter(chunk::Column::SpaceId.eq(space_id));
+        let full = since.is_none();
         if let Some(since) = since {
             query = query.filter(
                 chunk::Column::MemoryId.in_subquery(
                     Query::select()
                         .column(memory::Column::Id)
                         .from(memory::Entity)
-                        .and_where(memory::Column::SpaceId.eq(space_id))
-                        .and_where(memory::Column::IndexSeq.gt(since))
+                        .cond_where(
+                            Condition::all()
+                                .add(memory::Column::SpaceId.eq(space_id))
+                                .add(
+                                    Condition::any()
+                                        .add(memory::Column::IndexSeq.gt(since.after))
+                                        .add(memory::Column::IndexSeq.is_in(since.gaps)),
+                                ),
+                        )
                         .to_owned(),
                 ),
             );
@@ -616,7 +627,7 @@ impl VectorIndex {
                 .push((ord, from_bytes(&bytes)));
         }
         let changes = grouped.into_iter().map(|(id, c)| (id, Some(c))).collect();
-        if since.is_none() {
+        if full {
             self.purge(&mut guard);
             *guard = SpaceVectors {
                 slot: self.next_slot.fetch_add(1, Ordering::Relaxed),
@@ -625,7 +636,7 @@ impl VectorIndex {
         }
         self.apply(&mut guard, changes);
         guard.loaded = true;
-        guard.version = db_version;
+        guard.cov.complete_to(db_version);
         drop(guard);
         Ok(entry)
     }
@@ -782,9 +793,7 @@ impl VectorIndex {
         }
         let changes = memories.into_iter().map(|(id, c)| (id, Some(c))).collect();
         self.apply(&mut guard, changes);
-        if version == guard.version + 1 {
-            guard.version = version;
-        }
+        guard.cov.add(version);
     }
 
     /// Forgets deleted memories (after their transaction committed).
@@ -1055,6 +1064,41 @@ mod tests {
             .upsert(old, 5, vec![(Uuid::now_v7(), vec![(0, unit(1))])])
             .await;
         assert_eq!(index.memories_of(old).await, None);
+    }
+
+    #[tokio::test]
+    async fn writes_arriving_out_of_order_leave_nothing_to_catch_up_once_all_arrived() {
+        let index = VectorIndex::with_exact_max(EXACT_MAX);
+        let space = Uuid::now_v7();
+        // Concurrent writers: versions 1, 3, 4, 2 reach the index in this order.
+        for v in [1, 3, 4, 2] {
+            index
+                .upsert(
+                    space,
+                    v,
+                    vec![(Uuid::now_v7(), vec![(0, unit(v as usize))])],
+                )
+                .await;
+        }
+        // A disconnected database: any catch-up statement would fail the search.
+        let db = sea_orm::DatabaseConnection::default();
+        let scope = [ScopeEntry {
+            space_id: space,
+            version: 4,
+        }];
+        let hits = index.search_scope(&db, &scope, &unit(3), 10).await.unwrap();
+        assert_eq!(hits.len(), 4);
+        // One version missing (5 never arrived): only it is left to read.
+        index
+            .upsert(space, 6, vec![(Uuid::now_v7(), vec![(0, unit(6))])])
+            .await;
+        let entry = index.entry(space);
+        let missing = entry.read().await.cov.missing();
+        let want = crate::coverage::Missing {
+            after: 6,
+            gaps: vec![5],
+        };
+        assert_eq!(missing, want, "only 5 to read");
     }
 
     #[tokio::test]
