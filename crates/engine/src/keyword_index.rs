@@ -418,10 +418,12 @@ impl KeywordIndex {
         let mut prepared = w.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        // Searchable before anyone can see the changes as committed: a search that finds
+        // nothing pending (it checks under this lock, or reads `dirty`) must get a searcher
+        // that holds them.
+        self.reader.reload()?;
         w.dirty.clear();
         self.dirty.store(false, Ordering::Release);
-        drop(w);
-        self.reader.reload()?;
         Ok(())
     }
 
@@ -1017,6 +1019,31 @@ mod tests {
             }),
             "only 5 to read"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_is_found_by_the_next_search_while_the_committer_runs() {
+        let index = Arc::new(KeywordIndex::in_memory());
+        // A committer racing every search (the server's runs every second).
+        index.spawn_committer(std::time::Duration::from_millis(1));
+        let db = sea_orm::DatabaseConnection::default();
+        let space = Uuid::now_v7();
+        for v in 1..=250i64 {
+            let id = Uuid::now_v7();
+            index
+                .upsert(space, v, vec![(id, format!("token{v} note"))])
+                .await;
+            let scope = [ScopeEntry {
+                space_id: space,
+                version: v,
+            }];
+            let hits = index
+                .search(&db, &scope, &format!("token{v}"), 10, |_, _| {})
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(hits.first().map(|h| h.0), Some(id), "write {v} not found");
+        }
     }
 
     #[test]
