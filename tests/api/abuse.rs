@@ -672,20 +672,6 @@ async fn refusals(ws: &mut Ws) -> usize {
     refused
 }
 
-/// Waits (up to 10 s) until the server has run no SQL statement for 300 ms.
-async fn settle(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = app.statements();
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = app.statements();
-        if now == last {
-            return;
-        }
-        last = now;
-    }
-}
-
 #[tokio::test]
 async fn an_access_change_rechecks_many_subscribers_of_one_key_and_space_once() {
     let app = TestApp::spawn().await;
@@ -699,7 +685,7 @@ async fn an_access_change_rechecks_many_subscribers_of_one_key_and_space_once() 
         async move {
             // Start from a quiet server: under load the subscriptions' own start-up queries
             // can still be running after a fixed sleep and would be counted as the re-check.
-            settle(app).await;
+            app.settle().await;
             let before = app.statements();
             app.share_as(
                 &admin,

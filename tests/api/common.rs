@@ -602,6 +602,22 @@ impl TestApp {
         serve_config(&config, self.admin_key.clone(), None).await
     }
 
+    /// Waits (up to 10 s) until the server has run no SQL statement for 300 ms (background
+    /// work of a loaded machine, such as a migration check or the first sweep, would otherwise
+    /// be counted as the statements of the request under test).
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = self.statements();
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let now = self.statements();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// Makes sure the server has `key`'s principal cached, so the next request's statement
     /// count holds only the query's own work (the first request of a key also authenticates).
     pub async fn warm(&self, key: &str) {

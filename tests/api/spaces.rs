@@ -1116,6 +1116,7 @@ async fn a_page_of_spaces_with_memory_counts_and_storage_is_one_statement() {
         "usedStorage",
         "usedStorage memoryCount",
     ] {
+        app.settle().await;
         let before = app.statements();
         let page = app
             .gql(

@@ -880,42 +880,32 @@ fn ann_top(
             .copied()
             .unwrap_or(false)
     };
-    // Several chunks of one memory may come back. Start a little above `top` (the graph walk
-    // costs about as many distance computations as rows asked for) and widen, up to four rows
-    // per memory asked, only while duplicates leave fewer than `top` memories.
-    let most = (top * 4 + 16).min(total);
-    let mut wanted = (top + top / 2 + 16).min(most);
-    let hits = loop {
-        let found = match shard.ann.search(query, wanted, &accept) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(error = %e, "ANN search failed: scanning exactly");
-                return exact_top(guards, query, top);
-            }
-        };
-        let exhausted = found.len() < wanted;
-        let scored: Vec<VectorHit> = {
-            let rows = shard.rows();
-            found
-                .iter()
-                .filter_map(|(key, _)| {
-                    let (memory_id, ord) = *rows.get(key)?;
-                    let g = by_slot.get(&((key >> SLOT_SHIFT) as u32))?;
-                    let score = g.score(&memory_id, ord, query)?;
-                    Some(VectorHit {
-                        memory_id,
-                        ord,
-                        score,
-                    })
-                })
-                .collect()
-        };
-        let hits = best_per_memory(scored, top);
-        if hits.len() >= top || exhausted || wanted >= most {
-            break hits;
+    // Several chunks of one memory may come back: ask for enough rows.
+    let wanted = (top * 4 + 16).min(total);
+    let found = match shard.ann.search(query, wanted, &accept) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "ANN search failed: scanning exactly");
+            return exact_top(guards, query, top);
         }
-        wanted = (wanted * 2).min(most);
     };
+    let scored: Vec<VectorHit> = {
+        let rows = shard.rows();
+        found
+            .iter()
+            .filter_map(|(key, _)| {
+                let (memory_id, ord) = *rows.get(key)?;
+                let g = by_slot.get(&((key >> SLOT_SHIFT) as u32))?;
+                let score = g.score(&memory_id, ord, query)?;
+                Some(VectorHit {
+                    memory_id,
+                    ord,
+                    score,
+                })
+            })
+            .collect()
+    };
+    let hits = best_per_memory(scored, top);
     let memories: usize = guards.iter().map(|g| g.by_memory.len()).sum();
     if hits.len() < top.min(memories) {
         return exact_top(guards, query, top);
