@@ -2608,7 +2608,7 @@ fn spawn_writer(
                     Some(id) => {
                         log.acked.lock().unwrap().push(id.to_string());
                         log.written.lock().unwrap().push((id.to_string(), content));
-                        if log.delete_every > 0 && n % log.delete_every == 0 {
+                        if log.delete_every > 0 && n.is_multiple_of(log.delete_every) {
                             let r = gql_at(
                                 &client,
                                 &url,
