@@ -7,6 +7,10 @@ use std::collections::BTreeSet;
 
 /// More gaps than this and a catch-up reads everything after the prefix instead.
 pub const MAX_GAPS: usize = 512;
+/// At most this many versions are remembered past the prefix (a space written a lot with a gap
+/// and never searched must not grow without bound); past it they are forgotten, and the next
+/// catch-up reads everything after the prefix.
+pub const MAX_LATER: usize = 8192;
 
 /// Every version up to `through` is held, and those in `later` (all above `through + 1`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +42,9 @@ impl Coverage {
         self.later.insert(v);
         while self.later.remove(&(self.through + 1)) {
             self.through += 1;
+        }
+        if self.later.len() > MAX_LATER {
+            self.later.clear();
         }
     }
 
@@ -125,6 +132,25 @@ mod tests {
         c.add(9);
         assert_eq!(c.through, 10);
         assert!(c.covers(10) && !c.covers(11));
+    }
+
+    #[test]
+    fn versions_past_a_gap_are_remembered_up_to_a_bound() {
+        let mut c = Coverage::new(0);
+        for v in 2..=(MAX_LATER as i64 + 1) {
+            c.add(v);
+        }
+        assert_eq!(c.later.len(), MAX_LATER);
+        c.add(MAX_LATER as i64 + 2);
+        assert!(c.later.is_empty(), "forgotten past the bound");
+        assert_eq!(
+            c.missing(),
+            Missing {
+                after: 0,
+                gaps: vec![]
+            },
+            "read all after 0"
+        );
     }
 
     #[test]
