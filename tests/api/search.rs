@@ -1219,6 +1219,27 @@ async fn a_cross_tenant_search_is_audited_before_it_answers_and_an_own_search_is
 // ---------------------------------------------------------------------------------------------
 // The vector index across restarts
 
+/// Two memories of a space for the restart tests: one to keep, one to delete later.
+async fn lighthouse_memories(app: &TestApp, key: &str, space: &str) -> (String, String) {
+    let kept = app
+        .memory_as(
+            key,
+            space,
+            "The lighthouse keeper logs the weather at dawn",
+            json!({}),
+        )
+        .await;
+    let doomed = app
+        .memory_as(
+            key,
+            space,
+            "The lighthouse lamp was replaced in spring",
+            json!({}),
+        )
+        .await;
+    (kept, doomed)
+}
+
 #[tokio::test]
 async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_made_since() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -1231,22 +1252,7 @@ async fn a_restarted_server_reopens_its_vector_index_and_catches_up_with_writes_
     .await;
     let key = first.admin_key.clone();
     let space = first.space_as(&key, "kept", json!({})).await;
-    let kept = first
-        .memory_as(
-            &key,
-            &space,
-            "The lighthouse keeper logs the weather at dawn",
-            json!({}),
-        )
-        .await;
-    let doomed = first
-        .memory_as(
-            &key,
-            &space,
-            "The lighthouse lamp was replaced in spring",
-            json!({}),
-        )
-        .await;
+    let (kept, doomed) = lighthouse_memories(&first, &key, &space).await;
     let input = json!({ "query": "lighthouse", "mode": "SEMANTIC", "spaceIds": [space] });
     assert_eq!(search(&first, &key, input.clone()).await.hit_ids().len(), 2);
     first.index.save().await.expect("saved");
@@ -1356,22 +1362,7 @@ async fn a_restarted_server_reopens_its_keyword_index_and_catches_up_with_writes
     let first = TestApp::spawn_with(|c| c.data_dir = Some(dir.clone())).await;
     let key = first.admin_key.clone();
     let space = first.space_as(&key, "kept", json!({})).await;
-    let kept = first
-        .memory_as(
-            &key,
-            &space,
-            "The lighthouse keeper logs the weather at dawn",
-            json!({}),
-        )
-        .await;
-    let doomed = first
-        .memory_as(
-            &key,
-            &space,
-            "The lighthouse lamp was replaced in spring",
-            json!({}),
-        )
-        .await;
+    let (kept, doomed) = lighthouse_memories(&first, &key, &space).await;
     assert_eq!(
         keyword_ids(&first, &key, &space, "lighthouse").await,
         HashSet::from([kept.clone(), doomed.clone()])

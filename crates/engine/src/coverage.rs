@@ -5,6 +5,11 @@
 //! written after the first gap.
 use std::collections::BTreeSet;
 
+use sea_orm::sea_query::Condition;
+use sea_orm::ColumnTrait;
+
+use entity::memory;
+
 /// More gaps than this and a catch-up reads everything after the prefix instead.
 pub const MAX_GAPS: usize = 512;
 /// At most this many versions are remembered past the prefix (a space written a lot with a gap
@@ -24,6 +29,15 @@ pub struct Coverage {
 pub struct Missing {
     pub after: i64,
     pub gaps: Vec<i64>,
+}
+
+impl Missing {
+    /// The condition on `memories` selecting the rows to read.
+    pub fn condition(self) -> Condition {
+        Condition::any()
+            .add(memory::Column::IndexSeq.gt(self.after))
+            .add(memory::Column::IndexSeq.is_in(self.gaps))
+    }
 }
 
 impl Coverage {

@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
@@ -705,7 +704,6 @@ impl KeywordIndex {
             union
         };
         let filter = !covers_all && !selective;
-        let allowed: HashSet<u128> = spaces.iter().map(|id| id.as_u128()).collect();
         let weight = query.weight(EnableScoring::enabled_from_searcher(&searcher))?;
         // Min-heap of the best `limit` (score, segment, doc).
         let mut heap: BinaryHeap<std::cmp::Reverse<(Ranked, u32, DocId)>> = BinaryHeap::new();
@@ -726,7 +724,7 @@ impl KeywordIndex {
                     let (Some(h), Some(l)) = (hi.first(doc), lo.first(doc)) else {
                         return threshold;
                     };
-                    if !allowed.contains(&((u128::from(h) << 64) | u128::from(l))) {
+                    if !spaces.contains(&join(h, l)) {
                         return threshold;
                     }
                 }
@@ -822,11 +820,7 @@ async fn rows<C: ConnectionTrait>(
         .column(memory::Column::Content)
         .filter(memory::Column::SpaceId.is_in(spaces.iter().copied()));
     if let Some(m) = since {
-        q = q.filter(
-            Condition::any()
-                .add(memory::Column::IndexSeq.gt(m.after))
-                .add(memory::Column::IndexSeq.is_in(m.gaps)),
-        );
+        q = q.filter(m.condition());
     }
     Ok(q.into_tuple().all(db).await?)
 }

@@ -608,11 +608,7 @@ impl VectorIndex {
                         .cond_where(
                             Condition::all()
                                 .add(memory::Column::SpaceId.eq(space_id))
-                                .add(
-                                    Condition::any()
-                                        .add(memory::Column::IndexSeq.gt(since.after))
-                                        .add(memory::Column::IndexSeq.is_in(since.gaps)),
-                                ),
+                                .add(since.condition()),
                         )
                         .to_owned(),
                 ),

@@ -52,14 +52,7 @@ async fn keyword(
     depth: usize,
 ) -> AppResult<Vec<(Uuid, f64)>> {
     if let Some(k) = index.keyword() {
-        let entries: Vec<ScopeEntry> = scope
-            .spaces
-            .iter()
-            .map(|s| ScopeEntry {
-                space_id: s.id,
-                version: s.vector_version,
-            })
-            .collect();
+        let entries: Vec<ScopeEntry> = scope.spaces.iter().map(|s| s.entry()).collect();
         let load = {
             let (k, conn) = (k.clone(), db.read.clone());
             move |space_id: Uuid, version: i64| {
@@ -102,10 +95,7 @@ async fn semantic(
         by_embedder
             .entry(s.embedder.as_str())
             .or_default()
-            .push(ScopeEntry {
-                space_id: s.id,
-                version: s.vector_version,
-            });
+            .push(s.entry());
     }
     let mut names: Vec<&str> = by_embedder.keys().copied().collect();
     names.sort_unstable();

@@ -8,6 +8,7 @@ use entity::{space, space_grant, space_link};
 use memspace_core::access::{self, Permission};
 use memspace_core::error::{AppError, AppResult};
 use memspace_core::principal::Principal;
+use memspace_engine::vector_index::ScopeEntry;
 
 /// What a search needs of a space in scope (not its whole row).
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +30,16 @@ pub struct Scope {
 impl Scope {
     pub fn ids(&self) -> Vec<Uuid> {
         self.spaces.iter().map(|s| s.id).collect()
+    }
+}
+
+impl ScopeSpace {
+    /// The space as the indexes see it: its id and the version the database holds.
+    pub fn entry(&self) -> ScopeEntry {
+        ScopeEntry {
+            space_id: self.id,
+            version: self.vector_version,
+        }
     }
 }
 
