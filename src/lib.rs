@@ -109,6 +109,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Some(dir) => search::vector_index::VectorIndex::open(dir.clone(), config.vector_exact_max),
         None => search::vector_index::VectorIndex::with_exact_max(config.vector_exact_max),
     };
+    index = index.with_ann_ef_search(config.ann_ef_search);
     if let Some(pg) = &pgvector {
         index = index.with_pgvector(pg.clone());
     }

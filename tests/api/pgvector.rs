@@ -474,3 +474,80 @@ async fn a_scope_of_most_spaces_skips_the_space_condition_and_still_returns_its_
         assert_same(&got, &want, &format!("query {q:?}"));
     }
 }
+
+/// Every chunk's `embedding_half` as text, by chunk id.
+async fn halves(app: &TestApp) -> Vec<(String, Option<String>)> {
+    app.db
+        .read
+        .query_all(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id::text AS id, embedding_half::text AS half, embedding_dim AS dim \
+             FROM chunks ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.try_get::<i32>("", "dim").unwrap(), 384);
+            (
+                r.try_get::<String>("", "id").unwrap(),
+                r.try_get::<Option<String>>("", "half").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_half_vectors_the_server_writes_are_the_trigger_s_decoding_of_the_blobs() {
+    let Some(app) = pgvector_app("half vectors", |_| {}).await else {
+        return;
+    };
+    let key = app.admin_key.clone();
+    let space = app.space_as(&key, "halves", json!({})).await;
+    let ids = write(
+        &app,
+        &space,
+        &(0..40).map(|i| text(i, 12)).collect::<Vec<_>>(),
+        json!({}),
+    )
+    .await;
+    let before_update = halves(&app).await;
+    let r = app
+        .gql(
+            "mutation($id:ID!){ updateMemory(id:$id, input:{content:\"glacier violin ember\"}){ id } }",
+            json!({ "id": ids[3] }),
+        )
+        .await;
+    r.data();
+    let sent = halves(&app).await;
+    assert_eq!(sent.len(), 40);
+    assert!(
+        sent.iter().all(|(_, h)| h.is_some()),
+        "every chunk has its half vector"
+    );
+    assert_ne!(
+        sent, before_update,
+        "the update wrote the new content's vector"
+    );
+
+    // Rewriting every blob makes the trigger decode it again: the same half vectors.
+    app.db
+        .write
+        .execute_unprepared("UPDATE chunks SET embedding = embedding")
+        .await
+        .unwrap();
+    assert_eq!(halves(&app).await, sent);
+
+    // A writer that sends only the blob (an older binary) still gets its half vector.
+    app.db
+        .write
+        .execute_unprepared(
+            "UPDATE chunks SET embedding_half = NULL, embedding_dim = NULL; \
+             UPDATE chunks SET embedding = embedding",
+        )
+        .await
+        .unwrap();
+    assert_eq!(halves(&app).await, sent);
+    let hit = hits(&semantic(&app, &key, "glacier violin ember", json!({})).await);
+    assert_eq!(hit[0].0, ids[3]);
+}

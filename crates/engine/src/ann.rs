@@ -236,3 +236,58 @@ mod tests {
         assert!(hits.iter().all(|(k, _)| *k != 777));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn usearch_timing() {
+        let dim = 384;
+        let n = 50_000u64;
+        let ann = Hnsw::new(dim).unwrap();
+        let mut rng = 0x1234_5678u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 2000) as f32 / 1000.0 - 1.0
+        };
+        // Clustered data: 200 centres plus noise, closer to text embeddings than uniform noise.
+        let centres: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..dim).map(|_| next()).collect())
+            .collect();
+        let vectors: Vec<Vec<f32>> = (0..n)
+            .map(|i| {
+                let c = &centres[(i % 200) as usize];
+                let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * next()).collect();
+                crate::embedder::normalize(&mut v);
+                v
+            })
+            .collect();
+        let rows: Vec<(u64, &[f32])> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, v.as_slice()))
+            .collect();
+        let t = Instant::now();
+        ann.add(&rows).unwrap();
+        eprintln!("add {n}: {:?}", t.elapsed());
+        let all = |_k: u64| true;
+        for wanted in [10usize, 56] {
+            let t = Instant::now();
+            for q in 0..1000 {
+                ann.search(&vectors[q * 37], wanted, &all).unwrap();
+            }
+            eprintln!("filtered wanted {wanted}: {:?}/q", t.elapsed() / 1000);
+            let index = ann.index.read().unwrap();
+            let t = Instant::now();
+            for q in 0..1000 {
+                index.search(&vectors[q * 37], wanted).unwrap();
+            }
+            eprintln!("plain wanted {wanted}: {:?}/q", t.elapsed() / 1000);
+        }
+    }
+}

@@ -4,9 +4,10 @@
 //!
 //! Storage: two columns on `chunks`, added at start (not by a migration, which would fail on a
 //! server without the extension): `embedding_dim` and `embedding_half` (`halfvec`, the f32 blob
-//! in half precision). A trigger fills both from the blob in the statement that writes it, so
-//! every writer (this process, a replica started with `--vector-store memory`, an older binary)
-//! keeps them current inside its own transaction. One HNSW index per embedder dimension, a
+//! in half precision). This server's inserts send both with the blob ([`PgVector::insert_chunks`]);
+//! a trigger fills them from the blob for any other write of it, so every writer (a replica
+//! started with `--vector-store memory`, an older binary) keeps them current inside its own
+//! transaction (decoding a 384-d blob in PL/pgSQL costs about as much as the HNSW insert). One HNSW index per embedder dimension, a
 //! partial expression index (`WHERE embedding_dim = d`, on `embedding_half::halfvec(d)`), since
 //! one column holds several dimensions.
 //!
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use sea_orm::sea_query::{Condition, Expr, Order, Query};
+use sea_orm::sea_query::{Alias, Condition, Expr, Order, Query};
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
     Value,
@@ -261,6 +262,14 @@ impl PgVector {
             r#"CREATE OR REPLACE FUNCTION memspace_chunk_embedding() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
+  -- A writer that sends the half-precision vector with the blob (this server's inserts) leaves
+  -- nothing to decode; any other write of the blob (an older binary, the backfill's no-op
+  -- update) is decoded here.
+  IF NEW.embedding_half IS NOT NULL
+     AND NEW.embedding_dim = octet_length(NEW.embedding) / 4
+     AND (TG_OP = 'INSERT' OR NEW.embedding_half IS DISTINCT FROM OLD.embedding_half) THEN
+    RETURN NEW;
+  END IF;
   NEW.embedding_dim := octet_length(NEW.embedding) / 4;
   IF NEW.embedding_dim > 0 THEN
     NEW.embedding_half := (
@@ -489,6 +498,48 @@ $fn$"#
         Ok(())
     }
 
+    /// Inserts chunk rows with their half-precision vector (pgvector's text form) beside the
+    /// blob, so the trigger has nothing to decode: one multi-row statement per call.
+    pub async fn insert_chunks(
+        &self,
+        db: &impl ConnectionTrait,
+        rows: &[chunk::Model],
+    ) -> Result<(), DbErr> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let half = format!("CAST($1 AS {}.halfvec)", self.ext);
+        let mut insert = Query::insert();
+        insert.into_table(chunk::Entity).columns([
+            Alias::new("id"),
+            Alias::new("memory_id"),
+            Alias::new("space_id"),
+            Alias::new("ord"),
+            Alias::new("text"),
+            Alias::new("embedding"),
+            Alias::new("embedding_dim"),
+            Alias::new("embedding_half"),
+        ]);
+        for r in rows {
+            let v = from_bytes(&r.embedding);
+            let text: Option<String> = (!v.is_empty()).then(|| vector_text(&v));
+            insert
+                .values([
+                    r.id.into(),
+                    r.memory_id.into(),
+                    r.space_id.into(),
+                    r.ord.into(),
+                    r.text.clone().into(),
+                    r.embedding.clone().into(),
+                    (v.len() as i32).into(),
+                    Expr::cust_with_values(half.as_str(), [text]),
+                ])
+                .map_err(|e| DbErr::Custom(e.to_string()))?;
+        }
+        db.execute(DbBackend::Postgres.build(&insert)).await?;
+        Ok(())
+    }
+
     /// The `top` memories of `spaces` closest to `query`, best first, among the memories
     /// `filter` (a condition on `memories`) accepts: one statement in a transaction of its own
     /// (a savepoint inside a caller's transaction) that sets the scan's parameters.
@@ -571,14 +622,7 @@ $fn$"#
     {
         let ext = &self.ext;
         let dim = query.len();
-        let vector = format!(
-            "[{}]",
-            query
-                .iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let vector = vector_text(query);
         let mut select = Query::select();
         select
             .column((chunk::Entity, chunk::Column::MemoryId))
@@ -733,6 +777,21 @@ async fn scalar(db: &impl ConnectionTrait, sql: &str) -> Result<i64, DbErr> {
 }
 
 /// A PostgreSQL array literal of ids, bound as one text parameter.
+/// A vector in pgvector's text form, `[x1,x2,…]` (shortest round-trip decimals).
+fn vector_text(v: &[f32]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(v.len() * 12 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{x}");
+    }
+    s.push(']');
+    s
+}
+
 fn uuid_array(ids: &[Uuid]) -> String {
     let mut s = String::with_capacity(ids.len() * 37 + 2);
     s.push('{');

@@ -12,8 +12,8 @@ use super::draft::{agent_id, at_index, validate_draft, MemoryDraft, Valid, MAX_B
 use super::plan::{plan, Chunks, Context, Item, Plan, Stored};
 use super::read::live;
 use super::store::{
-    active, author, bump_space, conflict, count_memories, embed_chunks, event, writable, Counted,
-    INSERT_BATCH,
+    active, author, bump_space, conflict, count_memories, embed_chunks, event, insert_chunks,
+    writable, Counted, INSERT_BATCH,
 };
 use crate::audit;
 use crate::db::{Db, Write};
@@ -75,7 +75,7 @@ pub async fn create_many(
     };
     let stored = read_stored(&txn, index, &access, version - 1, &items, &cx).await?;
     let plan = plan(items, &stored, &cx)?;
-    let vectors = apply(&txn, space_id, &plan).await?;
+    let vectors = apply(&txn, index, space_id, &plan).await?;
     let texts: Vec<(Uuid, String)> = plan
         .rows
         .iter()
@@ -243,6 +243,7 @@ async fn read_stored(
 /// not a lost update), and the counters. Returns the vectors for the index.
 async fn apply(
     txn: &Write,
+    index: &VectorIndex,
     space_id: Uuid,
     plan: &Plan,
 ) -> AppResult<Vec<(Uuid, Vec<(i32, Vec<f32>)>)>> {
@@ -271,11 +272,7 @@ async fn apply(
             .exec_without_returning(txn)
             .await?;
     }
-    for part in chunk_rows.chunks(INSERT_BATCH) {
-        chunk_entity::Entity::insert_many(part.to_vec())
-            .exec_without_returning(txn)
-            .await?;
-    }
+    insert_chunks(txn, index, &chunk_rows).await?;
     for t in &plan.touched {
         let updated = memory::Entity::update_many()
             .set(active(t.memory.clone()))
@@ -311,18 +308,18 @@ async fn apply(
 pub(super) fn chunk_rows_of(
     row: &memory::Model,
     chunks: &Chunks,
-) -> (Vec<chunk_entity::ActiveModel>, Vec<(i32, Vec<f32>)>) {
+) -> (Vec<chunk_entity::Model>, Vec<(i32, Vec<f32>)>) {
     chunks
         .iter()
         .enumerate()
         .map(|(ord, (text, vector))| {
-            let chunk_row = chunk_entity::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                memory_id: Set(row.id),
-                space_id: Set(row.space_id),
-                ord: Set(ord as i32),
-                text: Set(text.clone()),
-                embedding: Set(to_bytes(vector)),
+            let chunk_row = chunk_entity::Model {
+                id: Uuid::now_v7(),
+                memory_id: row.id,
+                space_id: row.space_id,
+                ord: ord as i32,
+                text: text.clone(),
+                embedding: to_bytes(vector),
             };
             (chunk_row, (ord as i32, vector.clone()))
         })

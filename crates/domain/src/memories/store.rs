@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::events::BusMessage;
 use crate::spaces::service::SpaceAccess;
-use entity::{memory, space};
+use entity::{chunk as chunk_row, memory, space};
 use memspace_core::access::Permission;
 use memspace_core::clock::now;
 use memspace_core::error::{AppError, AppResult};
@@ -17,10 +17,33 @@ use memspace_core::limits::MAX_CHUNKS_PER_MEMORY;
 use memspace_core::principal::Principal;
 use memspace_core::vocab::MemoryEventKind;
 use memspace_engine::chunking::chunk;
+use memspace_engine::vector_index::VectorIndex;
 
 use super::draft::at_index;
 
 pub(super) const INSERT_BATCH: usize = 400;
+
+/// Inserts chunk rows in batches: with pgvector, each with its half-precision vector beside
+/// the blob (the database then decodes nothing).
+pub(super) async fn insert_chunks(
+    txn: &impl ConnectionTrait,
+    index: &VectorIndex,
+    rows: &[chunk_row::Model],
+) -> AppResult<()> {
+    for part in rows.chunks(INSERT_BATCH) {
+        match index.pgvector() {
+            Some(pg) => pg.insert_chunks(txn, part).await?,
+            None => {
+                chunk_row::Entity::insert_many(
+                    part.iter().cloned().map(chunk_row::ActiveModel::from),
+                )
+                .exec_without_returning(txn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Refuses writes the principal may not make: needs EDIT; a soft-deleted space takes none.
 pub(super) fn writable(access: &SpaceAccess) -> AppResult<()> {

@@ -8,7 +8,9 @@ use super::create::chunk_rows_of;
 use super::draft::{confidence, content, expires_at, importance, metadata, tags, thread_id};
 use super::duplicates::content_hash;
 use super::read::load;
-use super::store::{active, bump_space, conflict, embed_chunks, event, writable, Counted};
+use super::store::{
+    active, bump_space, conflict, embed_chunks, event, insert_chunks, writable, Counted,
+};
 use crate::audit;
 use crate::db::Db;
 use entity::{chunk as chunk_entity, memory, memory_tag};
@@ -153,9 +155,7 @@ pub async fn update(
                 .exec(&txn)
                 .await?;
             let (rows, vectors) = chunk_rows_of(&m, &chunks);
-            chunk_entity::Entity::insert_many(rows)
-                .exec_without_returning(&txn)
-                .await?;
+            insert_chunks(&txn, index, &rows).await?;
             Some(vectors)
         }
         None => None,

@@ -87,11 +87,20 @@ pub async fn search_page(
     }
     // One more than the page, to know whether another follows.
     let window = (offset + limit + 1).min(MAX_WINDOW);
-    // Candidates per ranking: more than the window, so filters and fusion have room.
-    let depth = (window * 5).max(50);
     let filter_cond = memories::filter_condition(&req.filter)?;
-    let rankings = rank::rank(db, index, &scope, &query, req.mode, &filter_cond, depth).await?;
-    let found = filter(db, rankings, &req, window).await?;
+    let mut depth = first_depth(req.mode, window);
+    let found = loop {
+        let rankings = rank::rank(db, index, &scope, &query, req.mode, &filter_cond, depth).await?;
+        // A ranking that came back full may hold more below its cut.
+        let full = rankings.keyword.len() >= depth || rankings.semantic.len() >= depth;
+        let (found, dropped) = filter(db, rankings, &req, window).await?;
+        // The filters (or expiry, or a concurrent delete) took candidates, and the page is
+        // short: rank deeper.
+        if found.len() >= window || !dropped || !full || depth >= MAX_DEPTH {
+            break found;
+        }
+        depth = (depth * 4).min(MAX_DEPTH);
+    };
     let more = found.len() > offset + limit;
     let found: Vec<Found> = found.into_iter().skip(offset).take(limit).collect();
     if found.is_empty() {
@@ -109,6 +118,19 @@ pub async fn search_page(
         .collect();
     recall.record(principal, &ids, &spaces).await?;
     Ok((hits, more))
+}
+
+/// The deepest a ranking goes (a search whose filters reject almost everything).
+const MAX_DEPTH: usize = 5 * MAX_WINDOW;
+
+/// Candidates per ranking at first. A single ranking needs only the window (the filters
+/// usually pass them all; when they do not, the search ranks deeper); the fusion of two needs
+/// room below it, since a memory high in one ranking may sit low in the other.
+fn first_depth(mode: SearchMode, window: usize) -> usize {
+    match mode {
+        SearchMode::Semantic | SearchMode::Keyword => window,
+        SearchMode::Hybrid => (window * 5).max(50),
+    }
 }
 
 /// The query, trimmed, once the request is known to be well-formed.
@@ -137,13 +159,14 @@ fn validate(req: &SearchRequest) -> AppResult<String> {
 }
 
 /// Filters (and expiry) in one SQL over the candidates of both rankings, then the mode's
-/// ranking of what passed, `minScore`, and the limit.
+/// ranking of what passed, `minScore`, and the limit; and whether the filters dropped any
+/// candidate.
 async fn filter(
     db: &Db,
     rankings: Rankings,
     req: &SearchRequest,
     limit: usize,
-) -> AppResult<Vec<Found>> {
+) -> AppResult<(Vec<Found>, bool)> {
     let candidates: Vec<Uuid> = rankings
         .keyword
         .iter()
@@ -158,6 +181,7 @@ async fn filter(
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
+    let dropped = passed.len() < candidates.len();
     let keyword: Vec<(Uuid, f64)> = rankings
         .keyword
         .into_iter()
@@ -177,7 +201,7 @@ async fn filter(
             semantic.iter().map(|(id, _, _)| *id).collect(),
         ]),
     };
-    Ok(ranked
+    let found = ranked
         .into_iter()
         .filter(|(_, s)| req.min_score.is_none_or(|min| *s >= min))
         .take(limit)
@@ -188,7 +212,8 @@ async fn filter(
                 ord: best_ord.get(&id).copied(),
             })
         })
-        .collect())
+        .collect();
+    Ok((found, dropped))
 }
 
 /// Each hit with its best chunk: the one the semantic ranking scored, or for a keyword-only

@@ -28,16 +28,21 @@ pub async fn rank(
     filter: &Condition,
     depth: usize,
 ) -> AppResult<Rankings> {
-    let keyword = if mode != SearchMode::Semantic {
-        keyword(db, index, scope, query, depth).await?
-    } else {
-        Vec::new()
-    };
-    let semantic = if mode != SearchMode::Keyword {
-        semantic(db, index, scope, query, mode, filter, depth).await?
-    } else {
-        Vec::new()
-    };
+    // HYBRID's two rankings run side by side (each large one on a blocking thread).
+    let (keyword, semantic) = tokio::try_join!(
+        async {
+            match mode {
+                SearchMode::Semantic => Ok(Vec::new()),
+                _ => keyword(db, index, scope, query, depth).await,
+            }
+        },
+        async {
+            match mode {
+                SearchMode::Keyword => Ok(Vec::new()),
+                _ => semantic(db, index, scope, query, mode, filter, depth).await,
+            }
+        },
+    )?;
     Ok(Rankings { keyword, semantic })
 }
 
