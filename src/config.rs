@@ -141,7 +141,7 @@ pub struct VectorStoreArgs {
     #[arg(long, env = "MEMSPACE_PGVECTOR_EF_CONSTRUCTION", default_value_t = 64)]
     pub pgvector_ef_construction: u32,
     /// pgvector HNSW search beam (`hnsw.ef_search`, 1–1000; widened to the rows a query asks).
-    #[arg(long, env = "MEMSPACE_PGVECTOR_EF_SEARCH", default_value_t = 100)]
+    #[arg(long, env = "MEMSPACE_PGVECTOR_EF_SEARCH", default_value_t = 160)]
     pub pgvector_ef_search: u32,
 }
 

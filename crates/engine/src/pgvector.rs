@@ -88,7 +88,7 @@ impl Default for StoreConfig {
             mode: StoreMode::Auto,
             m: 16,
             ef_construction: 64,
-            ef_search: 100,
+            ef_search: 160,
             max_scan_tuples: 20_000,
             startup_migration_max: 10_000,
         }
@@ -265,10 +265,15 @@ BEGIN
   -- A writer that sends the half-precision vector with the blob (this server's inserts) leaves
   -- nothing to decode; any other write of the blob (an older binary, the backfill's no-op
   -- update) is decoded here.
-  IF NEW.embedding_half IS NOT NULL
-     AND NEW.embedding_dim = octet_length(NEW.embedding) / 4
-     AND (TG_OP = 'INSERT' OR NEW.embedding_half IS DISTINCT FROM OLD.embedding_half) THEN
-    RETURN NEW;
+  -- (Compared as text: halfvec's operators live in the extension's schema, which need not be
+  -- on the search_path.)
+  IF NEW.embedding_half IS NOT NULL AND NEW.embedding_dim = octet_length(NEW.embedding) / 4 THEN
+    IF TG_OP = 'INSERT' THEN
+      RETURN NEW;
+    END IF;
+    IF NEW.embedding_half::text IS DISTINCT FROM OLD.embedding_half::text THEN
+      RETURN NEW;
+    END IF;
   END IF;
   NEW.embedding_dim := octet_length(NEW.embedding) / 4;
   IF NEW.embedding_dim > 0 THEN
