@@ -781,33 +781,29 @@ async fn scalar(db: &impl ConnectionTrait, sql: &str) -> Result<i64, DbErr> {
         .try_get("", "n")
 }
 
-/// A PostgreSQL array literal of ids, bound as one text parameter.
-/// A vector in pgvector's text form, `[x1,x2,…]` (shortest round-trip decimals).
-fn vector_text(v: &[f32]) -> String {
+/// `items` between `open` and `close`, comma-separated.
+fn delimited<T: std::fmt::Display>(open: char, items: &[T], close: char) -> String {
     use std::fmt::Write as _;
-    let mut s = String::with_capacity(v.len() * 12 + 2);
-    s.push('[');
-    for (i, x) in v.iter().enumerate() {
+    let mut s = String::with_capacity(items.len() * 12 + 2);
+    s.push(open);
+    for (i, x) in items.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
         let _ = write!(s, "{x}");
     }
-    s.push(']');
+    s.push(close);
     s
 }
 
+/// A vector in pgvector's text form, `[x1,x2,…]` (shortest round-trip decimals).
+fn vector_text(v: &[f32]) -> String {
+    delimited('[', v, ']')
+}
+
+/// A PostgreSQL array literal of ids, bound as one text parameter.
 fn uuid_array(ids: &[Uuid]) -> String {
-    let mut s = String::with_capacity(ids.len() * 37 + 2);
-    s.push('{');
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&id.to_string());
-    }
-    s.push('}');
-    s
+    delimited('{', ids, '}')
 }
 
 /// The best chunk of each memory, best first, at most `top`.

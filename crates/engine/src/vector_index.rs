@@ -164,6 +164,7 @@ pub const EXACT_MAX: usize = 20_000;
 /// The ANN walk's default candidates (`--ann-ef-search`). recall@10 on `bench/search`'s 100k
 /// corpus: 0.94 near 80, 0.95 at 128, 0.97 at 200 (2.87 vs 2.81 ms p50, 680 vs 812 req/s at c8).
 pub const ANN_EF_SEARCH: u16 = 200;
+
 /// A scope holding less than this share of the ANN index is selective...
 pub const MIN_SELECTIVITY: f64 = 0.05;
 /// ...and is scanned exactly up to this many vectors.
