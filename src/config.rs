@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// (SQLite FTS5 / PostgreSQL tsvector, which rank every match).
     #[arg(long, env = "MEMSPACE_KEYWORD_ENGINE", value_enum, default_value_t = KeywordEngine::Tantivy)]
     pub keyword_engine: KeywordEngine,
-    /// Candidates of the in-process ANN index's graph walk (its beam), rescored in f32
+    /// Candidates of the in-process ANN index's graph walk (its beam), rescored against the f32 query
     /// (16–4,096): higher is better recall, slower. The default holds recall@10 0.97 on
     /// `bench/search` at 100k.
     #[arg(long, env = "MEMSPACE_ANN_EF_SEARCH", default_value_t = memspace_engine::vector_index::ANN_EF_SEARCH,

@@ -38,9 +38,21 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
     // A request the server refused at the HTTP level (a revoked key: 401) still gets an answer,
     // so the client sees the code instead of waiting for its timeout.
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<ServerJsonRpcMessage>();
+    // Once the server has closed the session (it may do so the moment a key is revoked, while
+    // a request is still on its way), requests in flight still get their refusal and later
+    // ones an error at once; the relay ends when the client closes stdin.
+    let mut remote_open = true;
+    let refused_auth = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             from_client = local.receive() => match from_client {
+                Some(ClientJsonRpcMessage::Request(r)) if !remote_open => {
+                    let auth = refused_auth.load(std::sync::atomic::Ordering::Relaxed);
+                    if local.send(closed(r.id.clone(), auth)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(_) if !remote_open => {}
                 // Sends run concurrently: a slow tool call must not hold up a cancellation.
                 Some(m) => {
                     let id = match &m {
@@ -49,11 +61,16 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
                     };
                     let sent = Transport::<RoleClient>::send(&mut remote, m);
                     let failed = failed_tx.clone();
+                    let refused_auth = refused_auth.clone();
                     tokio::spawn(async move {
                         if let Err(e) = sent.await {
                             tracing::warn!(error = %e, "forwarding to the server failed");
                             if let Some(id) = id {
-                                let _ = failed.send(refused(id, &e));
+                                let (answer, auth) = refused(id, &e);
+                                if auth {
+                                    refused_auth.store(true, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                let _ = failed.send(answer);
                             }
                         }
                     });
@@ -65,7 +82,7 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
                     break;
                 }
             },
-            from_server = Transport::<RoleClient>::receive(&mut remote) => match from_server {
+            from_server = Transport::<RoleClient>::receive(&mut remote), if remote_open => match from_server {
                 Some(m) => {
                     if let Err(e) = local.send(m).await {
                         tracing::warn!(error = %e, "writing to stdout failed");
@@ -74,7 +91,7 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
                 }
                 None => {
                     tracing::warn!("the server closed the MCP connection");
-                    break;
+                    remote_open = false;
                 }
             },
         }
@@ -84,9 +101,10 @@ pub async fn run(args: McpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The JSON-RPC error answering a request the server could not be reached with; `data.code`
-/// is UNAUTHENTICATED when the server refused the key, as `/mcp` itself says.
-fn refused(id: RequestId, err: &dyn std::error::Error) -> ServerJsonRpcMessage {
+/// The JSON-RPC error answering a request the server could not be reached with, and whether
+/// it was the key: `data.code` is UNAUTHENTICATED when the server refused the key, as `/mcp`
+/// itself says.
+fn refused(id: RequestId, err: &dyn std::error::Error) -> (ServerJsonRpcMessage, bool) {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
@@ -95,17 +113,41 @@ fn refused(id: RequestId, err: &dyn std::error::Error) -> ServerJsonRpcMessage {
         source = s.source();
     }
     let auth = chain.contains("401") || chain.to_ascii_lowercase().contains("auth");
-    let (code, message) = if auth {
-        (
+    let answer = if auth {
+        error(
+            id,
             "UNAUTHENTICATED",
-            "a valid API key or space token is required".to_string(),
+            "a valid API key or space token is required".into(),
         )
     } else {
-        (
+        error(
+            id,
             "UNAVAILABLE",
             format!("the Memspace server could not be reached: {chain}"),
         )
     };
+    (answer, auth)
+}
+
+/// The answer to a request sent after the server closed the session: UNAUTHENTICATED when it
+/// had refused the key, else UNAVAILABLE.
+fn closed(id: RequestId, auth: bool) -> ServerJsonRpcMessage {
+    if auth {
+        error(
+            id,
+            "UNAUTHENTICATED",
+            "a valid API key or space token is required".into(),
+        )
+    } else {
+        error(
+            id,
+            "UNAVAILABLE",
+            "the Memspace server closed the MCP session".into(),
+        )
+    }
+}
+
+fn error(id: RequestId, code: &str, message: String) -> ServerJsonRpcMessage {
     ServerJsonRpcMessage::error(
         ErrorData::new(ErrorCode(-32001), message, Some(json!({ "code": code }))),
         Some(id),

@@ -1,9 +1,9 @@
-//! The vector index's own file: every loaded space's chunk vectors with the `vector_version`
-//! they cover and the ANN key of each row (the ANN graph itself is usearch's file beside it).
+//! The vector index's own file: every loaded space's chunks with the `vector_version` they
+//! cover and the ANN key of each (the vectors are in the ANN graph, usearch's file beside it).
 //!
-//! Layout (little-endian): magic `MSVI`, format u32, space count u64; per space: id (16 bytes),
-//! version i64, dimension u32, row count u64, per row: memory id (16), ordinal i32, ANN key
-//! u64 (0 = none); then rows × dimension f32; the file ends with an FNV-1a 64 checksum of
+//! Layout (little-endian): magic `MSVI`, format u32 (2; format 1 also held the vectors as f32),
+//! space count u64; per space: id (16 bytes), version i64, dimension u32, row count u64, per
+//! row: memory id (16), ordinal i32, ANN key u64; the file ends with an FNV-1a 64 checksum of
 //! everything before it, so a torn or corrupt file is detected and rebuilt, never half-read.
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use uuid::Uuid;
 
 const MAGIC: &[u8; 4] = b"MSVI";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// One space as saved.
 #[derive(Debug, Default, PartialEq)]
@@ -22,7 +22,6 @@ pub struct SavedSpace {
     pub dim: u32,
     /// (memory, ordinal, ANN key or 0).
     pub rows: Vec<(Uuid, i32, u64)>,
-    pub data: Vec<f32>,
 }
 
 struct Hashing<W> {
@@ -54,13 +53,6 @@ impl<R: Read> Hashing<R> {
         self.hash = fnv(self.hash, &buf);
         Ok(buf)
     }
-
-    fn take_vec(&mut self, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.inner.read_exact(&mut buf)?;
-        self.hash = fnv(self.hash, &buf);
-        Ok(buf)
-    }
 }
 
 /// Writes `spaces` to `path` atomically (a temporary file renamed over it after an fsync).
@@ -84,8 +76,6 @@ pub fn write(path: &Path, spaces: &[SavedSpace]) -> anyhow::Result<()> {
             w.put(&ord.to_le_bytes())?;
             w.put(&key.to_le_bytes())?;
         }
-        let bytes: Vec<u8> = s.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        w.put(&bytes)?;
     }
     let hash = w.hash;
     w.inner.write_all(&hash.to_le_bytes())?;
@@ -123,17 +113,11 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<SavedSpace>> {
                 u64::from_le_bytes(r.take()?),
             ));
         }
-        let data = r
-            .take_vec(n * dim as usize * 4)?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
         spaces.push(SavedSpace {
             space_id,
             version,
             dim,
             rows,
-            data,
         });
     }
     let expected = r.hash;
@@ -160,7 +144,6 @@ mod tests {
                 version: 7,
                 dim: 2,
                 rows: vec![(Uuid::now_v7(), 0, 1 << 40), (Uuid::now_v7(), 1, 0)],
-                data: vec![0.6, 0.8, 1.0, 0.0],
             },
             SavedSpace::default(),
         ];

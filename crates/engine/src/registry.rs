@@ -1,5 +1,8 @@
 //! The embedders a server offers, by name, with the default for new spaces.
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use crate::config::EmbedderConfig;
 use crate::embedder::{EmbedError, Embedder, HashEmbedder, Unavailable};
@@ -7,11 +10,20 @@ use crate::embedder::{EmbedError, Embedder, HashEmbedder, Unavailable};
 /// The zero-set-up default: offline, deterministic, no download.
 pub const DEFAULT_EMBEDDER: &str = "builtin-hash-384";
 
+/// Query embeddings kept (agents repeat queries): per entry at most a query of
+/// `MAX_QUERY_CHARS` and one vector, so a few MB at 384 dimensions.
+pub const QUERY_CACHE: usize = 1024;
+
+/// Query vectors by (embedder, query text).
+type QueryCache = LruCache<(String, String), Arc<[f32]>>;
+
 /// The embedders this server offers, by name, and the default for new spaces.
 pub struct Registry {
     embedders: Vec<Arc<dyn Embedder>>,
     unavailable: Vec<Unavailable>,
     default: String,
+    /// Recent query vectors by (embedder, query text), least recently used out first.
+    queries: Mutex<QueryCache>,
 }
 
 impl Registry {
@@ -21,6 +33,9 @@ impl Registry {
             embedders: vec![Arc::new(HashEmbedder::new(DEFAULT_EMBEDDER, 384))],
             unavailable: Vec::new(),
             default: DEFAULT_EMBEDDER.to_string(),
+            queries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(QUERY_CACHE).expect("non-zero"),
+            )),
         }
     }
 
@@ -59,6 +74,7 @@ impl Registry {
 
     /// Adds an embedder; a later one with the same name replaces the earlier.
     pub fn add(&mut self, embedder: Arc<dyn Embedder>) {
+        self.queries_cache().clear();
         self.embedders.retain(|e| e.name() != embedder.name());
         self.unavailable.retain(|u| u.name != embedder.name());
         self.embedders.push(embedder);
@@ -118,6 +134,27 @@ impl Registry {
         &self.unavailable
     }
 
+    fn queries_cache(&self) -> std::sync::MutexGuard<'_, QueryCache> {
+        self.queries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A search query's vector: from the cache of recent queries, else embedded (and checked)
+    /// by the named embedder and kept. Failures are not kept (a remote embedder may recover).
+    pub async fn embed_query(&self, name: &str, query: &str) -> Result<Arc<[f32]>, EmbedError> {
+        let key = (name.to_string(), query.to_string());
+        if let Some(v) = self.queries_cache().get(&key) {
+            return Ok(v.clone());
+        }
+        let v: Arc<[f32]> = self
+            .embed(name, vec![query.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default()
+            .into();
+        self.queries_cache().put(key, v.clone());
+        Ok(v)
+    }
+
     /// Embeds with the named embedder, checking what it returned (count, dimension, finite).
     pub async fn embed(&self, name: &str, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let Some(embedder) = self.get(name) else {
@@ -152,5 +189,90 @@ impl Registry {
             }
         }
         Ok(vectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::embedder::{EmbedFuture, EmbedderKind, HashEmbedder};
+
+    /// The built-in embedder under another name, counting the texts it embeds.
+    struct Counting {
+        inner: HashEmbedder,
+        texts: AtomicUsize,
+    }
+
+    impl Embedder for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn dimension(&self) -> usize {
+            384
+        }
+        fn kind(&self) -> EmbedderKind {
+            EmbedderKind::Lexical
+        }
+        fn embed(self: Arc<Self>, texts: Vec<String>) -> EmbedFuture {
+            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            let vectors = self.inner.embed_texts(&texts);
+            Box::pin(async move { Ok(vectors) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_query_is_embedded_once_and_gets_the_same_vector() {
+        let counting = Arc::new(Counting {
+            inner: HashEmbedder::new("counting", 384),
+            texts: AtomicUsize::new(0),
+        });
+        let mut registry = Registry::builtin();
+        registry.add(counting.clone());
+
+        let first = registry
+            .embed_query("counting", "harbour lights")
+            .await
+            .unwrap();
+        let again = registry
+            .embed_query("counting", "harbour lights")
+            .await
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 1);
+        let direct = registry
+            .embed("counting", vec!["harbour lights".into()])
+            .await
+            .unwrap();
+        assert_eq!(&*first, direct[0].as_slice());
+
+        // Another query, or the same text under another embedder, is its own entry.
+        registry
+            .embed_query("counting", "harbour light")
+            .await
+            .unwrap();
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 3);
+        let builtin = registry
+            .embed_query(DEFAULT_EMBEDDER, "harbour lights")
+            .await
+            .unwrap();
+        assert_eq!(builtin.len(), 384);
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 3);
+
+        // The cache is bounded: old queries leave it and are embedded again.
+        for i in 0..QUERY_CACHE {
+            registry
+                .embed_query(DEFAULT_EMBEDDER, &format!("query {i}"))
+                .await
+                .unwrap();
+        }
+        registry
+            .embed_query("counting", "harbour lights")
+            .await
+            .unwrap();
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 4);
+        assert!(registry.queries_cache().len() <= QUERY_CACHE);
+        assert!(registry.embed_query("missing", "q").await.is_err());
     }
 }

@@ -8,7 +8,7 @@ pub mod scope;
 
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::db::Db;
@@ -220,25 +220,31 @@ async fn filter(
 /// hit the chunk sharing most query terms.
 async fn chunks(db: &Db, query: &str, found: Vec<Found>) -> AppResult<Vec<Hit>> {
     let ids: Vec<Uuid> = found.iter().map(|f| f.memory.id).collect();
-    let chunks = chunk::Entity::find()
+    // The texts only (not the embeddings).
+    let chunks: Vec<(Uuid, i32, String)> = chunk::Entity::find()
+        .select_only()
+        .column(chunk::Column::MemoryId)
+        .column(chunk::Column::Ord)
+        .column(chunk::Column::Text)
         .filter(chunk::Column::MemoryId.is_in(ids))
         .order_by_asc(chunk::Column::Ord)
+        .into_tuple()
         .all(&db.read)
         .await?;
     let terms: HashSet<String> = words(query).collect();
     Ok(found
         .into_iter()
         .map(|f| {
-            let mine: Vec<&chunk::Model> = chunks
+            let mine: Vec<&(Uuid, i32, String)> = chunks
                 .iter()
-                .filter(|c| c.memory_id == f.memory.id)
+                .filter(|(memory_id, _, _)| *memory_id == f.memory.id)
                 .collect();
             let text = match f.ord {
-                Some(ord) => mine.iter().find(|c| c.ord == ord).map(|c| c.text.clone()),
+                Some(ord) => mine.iter().find(|c| c.1 == ord).map(|c| c.2.clone()),
                 None => mine
                     .iter()
-                    .max_by_key(|c| (words(&c.text).filter(|w| terms.contains(w)).count(), -c.ord))
-                    .map(|c| c.text.clone()),
+                    .max_by_key(|c| (words(&c.2).filter(|w| terms.contains(w)).count(), -c.1))
+                    .map(|c| c.2.clone()),
             };
             Hit {
                 chunk: text.unwrap_or_else(|| f.memory.content.clone()),

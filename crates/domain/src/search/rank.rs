@@ -108,8 +108,8 @@ async fn semantic(
     let mut ranked: Vec<(Uuid, f64, i32)> = Vec::new();
     let mut embedded = 0;
     for name in names {
-        let qv = match db.embedders.embed(name, vec![query.to_string()]).await {
-            Ok(mut v) => v.pop().unwrap_or_default(),
+        let qv = match db.embedders.embed_query(name, query).await {
+            Ok(v) => v,
             Err(e) => {
                 tracing::warn!(embedder = %name, reason = %e.0, "query not embedded");
                 failed.get_or_insert((name, e));
