@@ -1,4 +1,6 @@
 //! What a search asks and answers, shared by the in-process indexes and the pgvector store.
+use std::collections::HashSet;
+
 use uuid::Uuid;
 
 /// One scored memory: its best chunk's ordinal and cosine similarity.
@@ -14,4 +16,18 @@ pub struct VectorHit {
 pub struct ScopeEntry {
     pub space_id: Uuid,
     pub version: i64,
+}
+
+/// The best hit of each memory, best first (ties by memory id, then chunk), at most `top`.
+pub fn best_per_memory(mut hits: Vec<VectorHit>, top: usize) -> Vec<VectorHit> {
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.memory_id.cmp(&b.memory_id))
+            .then(a.ord.cmp(&b.ord))
+    });
+    let mut seen = HashSet::new();
+    hits.retain(|h| seen.insert(h.memory_id));
+    hits.truncate(top);
+    hits
 }

@@ -20,7 +20,7 @@
 //! Migration of an existing database ([`PgVector::migrate`]): the column is backfilled from the
 //! blobs in batches (progress logged), the indexes are built concurrently, then searches
 //! switch to SQL; until then the in-process index serves.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::embedder::{dot, from_bytes};
-use crate::hit::VectorHit;
+use crate::hit::{best_per_memory, VectorHit};
 use entity::{chunk, memory};
 use memspace_core::error::{AppError, AppResult};
 
@@ -807,19 +807,6 @@ fn uuid_array(ids: &[Uuid]) -> String {
 }
 
 /// The best chunk of each memory, best first, at most `top`.
-fn best_per_memory(mut hits: Vec<VectorHit>, top: usize) -> Vec<VectorHit> {
-    hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.memory_id.cmp(&b.memory_id))
-            .then(a.ord.cmp(&b.ord))
-    });
-    let mut seen: HashMap<Uuid, ()> = HashMap::new();
-    hits.retain(|h| seen.insert(h.memory_id, ()).is_none());
-    hits.truncate(top);
-    hits
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

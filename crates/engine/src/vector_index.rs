@@ -76,13 +76,15 @@ impl SpaceVectors {
     }
 }
 
+use crate::hit::best_per_memory;
 pub use crate::hit::{ScopeEntry, VectorHit};
 
 /// Scopes of at most this many vectors are scanned exactly (about 2 ms at 384 dimensions).
 pub const EXACT_MAX: usize = 20_000;
 
 /// The ANN walk's default candidates (`--ann-ef-search`). recall@10 on `bench/search`'s 100k
-/// corpus: 0.94 near 80, 0.95 at 128, 0.97 at 200 (2.87 vs 2.81 ms p50, 680 vs 812 req/s at c8).
+/// corpus: 0.94 near 80, 0.95 at 128, 0.97 at 200 (2.87 vs 2.81 ms p50, 680 vs 812 req/s at c8);
+/// at 1M in one space 0.90 at 200 (4.5 ms p50), 0.944 at 400.
 pub const ANN_EF_SEARCH: u16 = 200;
 
 /// A scope holding less than this share of the ANN index is selective...
@@ -474,15 +476,10 @@ impl VectorIndex {
     /// Drops a space's load from the ANN index (its slot is never used again) and leaves it
     /// unloaded: the next search reads it from the database.
     fn purge(&self, s: &mut SpaceVectors) {
-        let keys: Vec<u64> = s.entries().map(|(_, _, key)| key).collect();
-        if let Some(shard) = self.shard(s.dim, false) {
-            shard.ann.remove(&keys);
-            let mut rows = shard.rows();
-            for k in &keys {
-                rows.remove(k);
-            }
+        match self.shard(s.dim, false) {
+            Some(shard) => purge_from(&shard, s),
+            None => *s = SpaceVectors::default(),
         }
-        *s = SpaceVectors::default();
     }
 
     /// Applies `changes`; when the ANN index fails, drops the space's load (logged) so that
@@ -516,9 +513,16 @@ impl VectorIndex {
             return Ok(entry);
         }
         let _change = self.changes.read().await;
-        let mut guard = entry.write().await;
+        let mut guard = entry.clone().write_owned().await;
         if guard.unverified {
-            self.reconcile(db, space_id, &mut guard).await?;
+            if guard.cov.through == db_version {
+                // Every write (deletions too) takes the space to a new version: a file saved
+                // at the version the database holds is this moment's, nothing to compare
+                // (at 1M memories the comparison reads 1M ids, ~2 s of a first search).
+                guard.unverified = false;
+            } else {
+                self.reconcile(db, space_id, &mut guard).await?;
+            }
         }
         if guard.loaded && guard.cov.covers(db_version) {
             return Ok(entry.clone());
@@ -564,15 +568,34 @@ impl VectorIndex {
                 ..SpaceVectors::default()
             };
         }
-        if let Err(e) = self.apply(&mut guard, changes).await {
-            self.purge(&mut guard);
-            return Err(AppError::Internal(
-                e.context("vector index: space not loaded"),
-            ));
-        }
-        guard.loaded = true;
-        guard.cov.complete_to(db_version);
-        drop(guard);
+        let adds = match self.stage(&mut guard, changes) {
+            Ok(adds) => adds,
+            Err(e) => {
+                self.purge(&mut guard);
+                return Err(AppError::Internal(
+                    e.context("vector index: space not loaded"),
+                ));
+            }
+        };
+        // The graph insertions (minutes for a large space) and the completion run to the end
+        // on the blocking pool even when this request is cancelled (its timeout): the next
+        // search then finds the space loaded, instead of starting over.
+        let finish = move || -> anyhow::Result<()> {
+            let mut guard = guard;
+            if let Some(adds) = adds {
+                if let Err(e) = adds.insert() {
+                    purge_from(&adds.shard, &mut guard);
+                    return Err(e);
+                }
+            }
+            guard.loaded = true;
+            guard.cov.complete_to(db_version);
+            Ok(())
+        };
+        tokio::task::spawn_blocking(finish)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("vector index load: {e}")))?
+            .map_err(|e| AppError::Internal(e.context("vector index: space not loaded")))?;
         Ok(entry)
     }
 
@@ -796,37 +819,35 @@ struct Adds {
 const BLOCKING_ADDS: usize = 32;
 
 impl Adds {
+    fn insert(&self) -> anyhow::Result<()> {
+        let rows: Vec<(u64, &[f32])> = self
+            .vectors
+            .iter()
+            .map(|(key, v)| (*key, v.as_slice()))
+            .collect();
+        self.shard.ann.add(&rows)
+    }
+
     async fn run(self) -> anyhow::Result<()> {
-        let inline = self.vectors.len() <= BLOCKING_ADDS;
-        let insert = move || {
-            let rows: Vec<(u64, &[f32])> = self
-                .vectors
-                .iter()
-                .map(|(key, v)| (*key, v.as_slice()))
-                .collect();
-            self.shard.ann.add(&rows)
-        };
-        if inline {
-            return insert();
+        if self.vectors.len() <= BLOCKING_ADDS {
+            return self.insert();
         }
-        tokio::task::spawn_blocking(insert)
+        tokio::task::spawn_blocking(move || self.insert())
             .await
             .map_err(|e| anyhow::anyhow!("ANN insertion: {e}"))?
     }
 }
 
-/// The best hit of each memory, best first, at most `top`.
-fn best_per_memory(mut scored: Vec<VectorHit>, top: usize) -> Vec<VectorHit> {
-    scored.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.memory_id.cmp(&b.memory_id))
-            .then(a.ord.cmp(&b.ord))
-    });
-    let mut seen = HashSet::new();
-    scored.retain(|h| seen.insert(h.memory_id));
-    scored.truncate(top);
-    scored
+/// Removes a space's keys from `shard` and leaves the space unloaded.
+fn purge_from(shard: &Shard, s: &mut SpaceVectors) {
+    let keys: Vec<u64> = s.entries().map(|(_, _, key)| key).collect();
+    shard.ann.remove(&keys);
+    let mut rows = shard.rows();
+    for k in &keys {
+        rows.remove(k);
+    }
+    drop(rows);
+    *s = SpaceVectors::default();
 }
 
 /// The exact scan: every chunk of the scope scored against the vectors the ANN index holds,
@@ -1223,5 +1244,45 @@ mod tests {
         let shard = ann.shard(16, false).unwrap();
         assert_eq!(shard.ann.len(), 299 * 2);
         assert_eq!(shard.rows().len(), 299 * 2);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_space_at_the_databases_version_is_searched_without_reading_it() {
+        let dir = std::env::temp_dir().join(format!("msvi-reopen-{}", Uuid::now_v7()));
+        let index = VectorIndex::open(dir.clone(), 0);
+        let space = Uuid::now_v7();
+        let memories: Vec<(Uuid, MemoryVectors)> = (0..200)
+            .map(|i| (Uuid::now_v7(), vec![(0, random_unit(i, 16))]))
+            .collect();
+        index.upsert(space, 1, memories.clone()).await;
+        index.save().await.unwrap();
+
+        let reopened = VectorIndex::open(dir.clone(), 0);
+        assert_eq!(reopened.reopened_spaces(), 1);
+        // A disconnected database: any statement fails the search.
+        let db = sea_orm::DatabaseConnection::default();
+        let at = |version| {
+            [ScopeEntry {
+                space_id: space,
+                version,
+            }]
+        };
+        let hits = reopened
+            .search_scope(&db, &at(1), &memories[7].1[0].1, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            hits[0].memory_id, memories[7].0,
+            "served from the file's graph"
+        );
+        // The database moved on since the save: the space is compared and caught up (here the
+        // database has no tables, so the search fails rather than serve a stale space).
+        let again = VectorIndex::open(dir.clone(), 0);
+        let empty = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        assert!(again
+            .search_scope(&empty, &at(2), &memories[7].1[0].1, 3)
+            .await
+            .is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
