@@ -116,12 +116,17 @@ fn uuid(id: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(id).unwrap()
 }
 
-/// Same ids in the same order, scores equal within f32 rounding.
+/// The same hits with the same scores within f16 rounding (the in-process index holds the
+/// vectors as f16, pgvector rescores from the f32 blob), so near-ties may trade places.
 fn assert_same(got: &[(String, f64)], want: &[(String, f64)], what: &str) {
-    let ids = |h: &[(String, f64)]| h.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(got), ids(want), "{what}");
-    for ((_, a), (_, b)) in got.iter().zip(want) {
-        assert!((a - b).abs() < 1e-5, "{what}: score {a} vs {b}");
+    let want_scores: std::collections::HashMap<&str, f64> =
+        want.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (id, a) in got {
+        let Some(b) = want_scores.get(id.as_str()) else {
+            panic!("{what}: {id} is not among {want:?}");
+        };
+        assert!((a - b).abs() < 1e-3, "{what}: score {a} vs {b}");
     }
 }
 

@@ -60,6 +60,14 @@ const LOAD_BATCH: u64 = 5_000;
 /// Space ids per statement (well under SQLite's 32,766 variables).
 const ID_BATCH: usize = 500;
 const PAYLOAD_FORMAT: u32 = 1;
+/// In an index of at least [`COMMON_MIN_DOCS`] documents, a query term found in more than this
+/// share of them is common: as in Lucene's CommonTermsQuery, the top-k walk runs over the
+/// query's rarer terms and the common ones only add their BM25 share to its candidates (a
+/// conversational query's common words otherwise make the walk visit most of the index).
+const COMMON_SHARE: f64 = 0.2;
+pub const COMMON_MIN_DOCS: u64 = 50_000;
+/// Candidates of the rare-terms walk per hit asked for, rescored with the common terms.
+const COMMON_CANDIDATES: usize = 20;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -148,6 +156,8 @@ pub struct KeywordIndex {
     reopened: usize,
     /// Spaces of at most this many memories load inside the search that needs them.
     inline_load_max: u64,
+    /// Common query terms are set apart from this many documents on ([`COMMON_MIN_DOCS`]).
+    common_min_docs: u64,
 }
 
 /// Documents per space in one searcher generation.
@@ -256,6 +266,7 @@ impl KeywordIndex {
             present: Mutex::new(None),
             reopened: versions_len,
             inline_load_max: INLINE_LOAD_MAX,
+            common_min_docs: COMMON_MIN_DOCS,
         })
     }
 
@@ -263,6 +274,13 @@ impl KeywordIndex {
     /// it from [`INLINE_LOAD_MAX`]).
     pub fn with_inline_load_max(mut self, max: u64) -> Self {
         self.inline_load_max = max;
+        self
+    }
+
+    /// Common query terms are set apart in indexes of at least `n` documents (tests lower it
+    /// from [`COMMON_MIN_DOCS`]).
+    pub fn with_common_min_docs(mut self, n: u64) -> Self {
+        self.common_min_docs = n;
         self
     }
 
@@ -658,7 +676,10 @@ impl KeywordIndex {
         Ok(terms)
     }
 
-    /// Top-k over the committed index, restricted to `spaces`.
+    /// Top-k over the committed index, restricted to `spaces`. In a large index the query's
+    /// common terms are set apart: the walk ranks `limit × COMMON_CANDIDATES` candidates by
+    /// the rarer terms, and each candidate's score is completed with the common terms' BM25
+    /// (the sum the whole query would give it).
     fn top(
         &self,
         spaces: &HashSet<Uuid>,
@@ -670,6 +691,92 @@ impl KeywordIndex {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
+        let docs = searcher.num_docs();
+        let (mut rare, mut common) = (Vec::new(), Vec::new());
+        for t in terms {
+            let common_term = docs >= self.common_min_docs
+                && searcher.doc_freq(&t)? as f64 > COMMON_SHARE * docs as f64;
+            if common_term {
+                common.push(t);
+            } else {
+                rare.push(t);
+            }
+        }
+        if rare.is_empty() {
+            // Only common words: the plain walk over all of them.
+            rare = std::mem::take(&mut common);
+        }
+        let walked = if common.is_empty() {
+            limit
+        } else {
+            limit * COMMON_CANDIDATES
+        };
+        let mut hits = self.walk(&searcher, spaces, rare, walked)?;
+        if !common.is_empty() {
+            self.add_common(&searcher, common, &mut hits)?;
+            hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            hits.truncate(limit);
+        }
+        let mut columns: HashMap<u32, (IdColumn, IdColumn)> = HashMap::new();
+        let mut out = Vec::with_capacity(hits.len());
+        for (score, ord, doc) in hits {
+            let (hi, lo) = match columns.entry(ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let ff = searcher.segment_reader(ord).fast_fields();
+                    e.insert((ff.u64("memory_hi")?, ff.u64("memory_lo")?))
+                }
+            };
+            if let (Some(h), Some(l)) = (hi.first(doc), lo.first(doc)) {
+                out.push((join(h, l), f64::from(score.0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds each common term's BM25 share to the candidates that hold it (per segment, the
+    /// candidates in document order, so each term's postings are read forward once).
+    fn add_common(
+        &self,
+        searcher: &tantivy::Searcher,
+        common: Vec<Term>,
+        hits: &mut [(Ranked, u32, DocId)],
+    ) -> tantivy::Result<()> {
+        let mut order: Vec<usize> = (0..hits.len()).collect();
+        order.sort_by_key(|i| (hits[*i].1, hits[*i].2));
+        for t in common {
+            let weight = TermQuery::new(t, IndexRecordOption::WithFreqs)
+                .weight(EnableScoring::enabled_from_searcher(searcher))?;
+            let mut current: Option<(u32, Box<dyn tantivy::query::Scorer>)> = None;
+            for &i in &order {
+                let (_, ord, doc) = hits[i];
+                if current.as_ref().is_none_or(|(o, _)| *o != ord) {
+                    let scorer = weight.scorer(searcher.segment_reader(ord), 1.0)?;
+                    current = Some((ord, scorer));
+                }
+                let Some((_, scorer)) = current.as_mut() else {
+                    continue;
+                };
+                if scorer.doc() < doc {
+                    scorer.seek(doc);
+                }
+                if scorer.doc() == doc {
+                    hits[i].0 = Ranked(hits[i].0 .0 + scorer.score());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The block-max WAND walk: the best `limit` (score, segment, document) of `spaces` for
+    /// the union of `terms`.
+    fn walk(
+        &self,
+        searcher: &tantivy::Searcher,
+        spaces: &HashSet<Uuid>,
+        terms: Vec<Term>,
+        limit: usize,
+    ) -> tantivy::Result<Vec<(Ranked, u32, DocId)>> {
         let union: Box<dyn Query> = Box::new(BooleanQuery::new(
             terms
                 .into_iter()
@@ -683,7 +790,7 @@ impl KeywordIndex {
         // Which spaces the searched index holds, and how much of it the scope is, decide the
         // plan (from the committed segments themselves, so a document of a space being loaded
         // or forgotten is never taken for one of the scope's).
-        let present = self.present(&searcher)?;
+        let present = self.present(searcher)?;
         let total: u64 = present.values().sum::<u64>().max(1);
         let covers_all = present.keys().all(|id| spaces.contains(id));
         let in_scope: u64 = spaces.iter().filter_map(|id| present.get(id)).sum();
@@ -704,7 +811,7 @@ impl KeywordIndex {
             union
         };
         let filter = !covers_all && !selective;
-        let weight = query.weight(EnableScoring::enabled_from_searcher(&searcher))?;
+        let weight = query.weight(EnableScoring::enabled_from_searcher(searcher))?;
         // Min-heap of the best `limit` (score, segment, doc).
         let mut heap: BinaryHeap<std::cmp::Reverse<(Ranked, u32, DocId)>> = BinaryHeap::new();
         let mut threshold = Score::MIN;
@@ -740,21 +847,7 @@ impl KeywordIndex {
         }
         let mut hits: Vec<(Ranked, u32, DocId)> = heap.into_iter().map(|r| r.0).collect();
         hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let mut columns: HashMap<u32, (IdColumn, IdColumn)> = HashMap::new();
-        let mut out = Vec::with_capacity(hits.len());
-        for (score, ord, doc) in hits {
-            let (hi, lo) = match columns.entry(ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let ff = searcher.segment_reader(ord).fast_fields();
-                    e.insert((ff.u64("memory_hi")?, ff.u64("memory_lo")?))
-                }
-            };
-            if let (Some(h), Some(l)) = (hi.first(doc), lo.first(doc)) {
-                out.push((join(h, l), f64::from(score.0)));
-            }
-        }
-        Ok(out)
+        Ok(hits)
     }
 
     /// The spaces with documents in `searcher`'s segments and how many each (deleted ones
@@ -905,6 +998,86 @@ mod tests {
             .top(&HashSet::from([Uuid::now_v7()]), "common", 10)
             .unwrap()
             .is_empty());
+    }
+
+    /// `n` documents of 15 words each from a 200-word vocabulary, skewed so that a few words
+    /// are in most documents (as in conversational text).
+    fn skewed_docs(n: usize) -> Vec<(Uuid, String)> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        (0..n)
+            .map(|_| {
+                let words: Vec<String> = (0..15)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let u = (x % 10_000) as f64 / 10_000.0;
+                        format!("w{}", (200.0 * u * u * u) as usize)
+                    })
+                    .collect();
+                (Uuid::now_v7(), words.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn common_terms_only_complete_the_scores_of_the_rare_terms_candidates() {
+        let split = KeywordIndex::in_memory().with_common_min_docs(0);
+        let whole = KeywordIndex::in_memory().with_common_min_docs(u64::MAX);
+        let space = Uuid::now_v7();
+        let docs = skewed_docs(3000);
+        for index in [&split, &whole] {
+            index.put(space, &docs, Some(1), true);
+            index.commit().unwrap();
+        }
+        let scope = HashSet::from([space]);
+        let (mut same, mut total) = (0, 0);
+        for (source, text) in docs.iter().step_by(97) {
+            // The document's words but two, as a user half-remembers them.
+            let words: Vec<&str> = text.split(' ').collect();
+            let query = words[2..].join(" ");
+            // The query has terms on both sides of the cut, so the split path runs.
+            let searcher = split.reader.searcher();
+            let shares: Vec<f64> = split
+                .terms(&query)
+                .unwrap()
+                .iter()
+                .map(|t| searcher.doc_freq(t).unwrap() as f64 / docs.len() as f64)
+                .collect();
+            if !(shares.iter().any(|s| *s > COMMON_SHARE)
+                && shares.iter().any(|s| *s <= COMMON_SHARE))
+            {
+                continue;
+            }
+            let full: HashMap<Uuid, f64> = whole
+                .top(&scope, &query, docs.len())
+                .unwrap()
+                .into_iter()
+                .collect();
+            let want = whole.top(&scope, &query, 10).unwrap();
+            let got = split.top(&scope, &query, 10).unwrap();
+            assert_eq!(got.len(), 10);
+            for (id, score) in &got {
+                assert!(
+                    (full[id] - score).abs() < 1e-3,
+                    "{query}: a candidate's score is the whole query's BM25"
+                );
+            }
+            assert_eq!(got[0].0, want[0].0, "{query}: the same best match");
+            assert!(
+                got.iter().any(|(id, _)| id == source),
+                "{query}: its source"
+            );
+            let want_ids: HashSet<Uuid> = want.iter().map(|(id, _)| *id).collect();
+            same += got.iter().filter(|(id, _)| want_ids.contains(id)).count();
+            total += 10;
+        }
+        assert!(total >= 150, "most queries mix common and rare terms");
+        let overlap = same as f64 / total as f64;
+        assert!(
+            overlap >= 0.9,
+            "top-10 overlap with the whole query {overlap}"
+        );
     }
 
     #[test]
