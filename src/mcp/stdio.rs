@@ -113,41 +113,30 @@ fn refused(id: RequestId, err: &dyn std::error::Error) -> (ServerJsonRpcMessage,
         source = s.source();
     }
     let auth = chain.contains("401") || chain.to_ascii_lowercase().contains("auth");
-    let answer = if auth {
-        error(
-            id,
-            "UNAUTHENTICATED",
-            "a valid API key or space token is required".into(),
-        )
-    } else {
-        error(
-            id,
-            "UNAVAILABLE",
-            format!("the Memspace server could not be reached: {chain}"),
-        )
-    };
-    (answer, auth)
+    let reason = format!("the Memspace server could not be reached: {chain}");
+    (answer(id, auth, reason), auth)
 }
 
 /// The answer to a request sent after the server closed the session: UNAUTHENTICATED when it
 /// had refused the key, else UNAVAILABLE.
 fn closed(id: RequestId, auth: bool) -> ServerJsonRpcMessage {
-    if auth {
-        error(
-            id,
-            "UNAUTHENTICATED",
-            "a valid API key or space token is required".into(),
-        )
-    } else {
-        error(
-            id,
-            "UNAVAILABLE",
-            "the Memspace server closed the MCP session".into(),
-        )
-    }
+    answer(
+        id,
+        auth,
+        "the Memspace server closed the MCP session".into(),
+    )
 }
 
-fn error(id: RequestId, code: &str, message: String) -> ServerJsonRpcMessage {
+/// UNAUTHENTICATED when the key was refused, else UNAVAILABLE with `reason`.
+fn answer(id: RequestId, auth: bool, reason: String) -> ServerJsonRpcMessage {
+    let (code, message) = if auth {
+        (
+            "UNAUTHENTICATED",
+            "a valid API key or space token is required".to_string(),
+        )
+    } else {
+        ("UNAVAILABLE", reason)
+    };
     ServerJsonRpcMessage::error(
         ErrorData::new(ErrorCode(-32001), message, Some(json!({ "code": code }))),
         Some(id),

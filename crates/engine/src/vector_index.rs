@@ -12,12 +12,14 @@
 //! candidates rescored with the f32 query (the walk compares an f16 copy of it), and a result
 //! short of the scope's answer falls back to exact.
 //!
-//! Persistence ([`VectorIndex::open`], [`VectorIndex::save`]): in a data directory, the spaces'
-//! vectors with the `vector_version` each covers ([`crate::index_file`]) and the ANN graphs
-//! (usearch files). The database stays the source of truth: a reopened space catches up from
-//! rows newer than its version and, on its first use, is checked against the database's list
-//! of its memories (drift: deletions made while the file was stale, a file from another
-//! moment); a missing or damaged file means loading from the database, as without one.
+//! Persistence ([`VectorIndex::open`], [`VectorIndex::save`]): in a data directory, the ANN
+//! graphs (usearch files, which hold the vectors) and each space's chunk keys with the
+//! `vector_version` they cover ([`crate::index_file`]). The database stays the source of truth:
+//! a reopened space saved at the version the database holds is used as is; one behind catches
+//! up from rows newer than its version and, on its first use, is checked against the database's
+//! list of its memories (drift: deletions made while the file was stale, a file from another
+//! moment); a missing or damaged file, or a graph that does not hold exactly the saved keys,
+//! means loading from the database, as without one.
 //!
 //! Consistency: a space's entry is loaded and updated under its own write lock, and updates are
 //! idempotent (keyed by memory id), so a write that races with a load is never lost: either the
@@ -901,11 +903,10 @@ fn ann_top(
     total: usize,
     ef_search: usize,
 ) -> Vec<VectorHit> {
-    let by_slot: HashMap<u32, &Guard> = guards.iter().map(|g| (g.slot, g)).collect();
-    let max_slot = by_slot.keys().copied().max().unwrap_or(0) as usize;
+    let max_slot = guards.iter().map(|g| g.slot).max().unwrap_or(0) as usize;
     let mut allowed = vec![false; max_slot + 1];
-    for slot in by_slot.keys() {
-        allowed[*slot as usize] = true;
+    for g in guards {
+        allowed[g.slot as usize] = true;
     }
     let accept = |key: u64| {
         allowed
@@ -986,10 +987,7 @@ mod tests {
         .await;
         index.remove(space, &[a]).await;
         let db = sea_orm::DatabaseConnection::default();
-        let scope = [ScopeEntry {
-            space_id: space,
-            version: 0,
-        }];
+        let scope = scope_of(&[space]);
         let shard = index.shard(4, false).unwrap();
         {
             let entry = index.entry(space);
@@ -1022,10 +1020,7 @@ mod tests {
         )
         .await;
         let db = sea_orm::DatabaseConnection::default();
-        let scope = [ScopeEntry {
-            space_id: space,
-            version: 0,
-        }];
+        let scope = scope_of(&[space]);
         let hits = index.search_scope(&db, &scope, &unit(0), 5).await.unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].ord, 1, "the first of the equally good chunks");
